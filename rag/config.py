@@ -1,0 +1,111 @@
+"""One dataclass holds the whole configuration.
+
+Precedence, lowest to highest: built-in defaults < config file (``rag.toml``, or the
+file named by ``--config`` / ``RAG_CONFIG``) < environment variables (``RAG_<FIELD>``)
+< command-line flags. Flags win because they are the most explicit, per-invocation choice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used."""
+
+
+@dataclass
+class Config:
+    # Documents and index
+    corpus: str = "data/corpus"
+    index: str = ".rag/index"
+    embedding: str = "e5-small-q4"
+    # Chunking: a paragraph longer than chunk_size characters is split at sentence ends.
+    # multilingual-e5-small reads 512 tokens, ~700 Chinese characters; smaller chunks
+    # keep one topic per vector, which measured better (see eval/RESULTS.md).
+    chunk_size: int = 400
+    chunk_overlap: int = 60
+    context_header: bool = True  # index "title | section path" in front of each chunk
+    # Retrieval: reciprocal-rank fusion of dense and BM25 rankings
+    k: int = 5
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 50  # how deep each ranking is read before fusion
+    # Answers
+    llm: str = "local"  # local | gguf:<path> | openai | extractive
+    base_url: str = ""  # for llm=openai
+    model: str = ""  # for llm=openai
+    request_timeout: float = 60.0
+    max_history_turns: int = 4
+    # Retrieval evidence below this fused score means "the documents do not hold the answer".
+    refusal_threshold: float = 0.0
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike | None = None,
+             overrides: dict[str, Any] | None = None,
+             environ: dict[str, str] | None = None) -> "Config":
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or env.get("RAG_CONFIG")
+        if path is None and Path("rag.toml").is_file():
+            path = "rag.toml"
+        if path is not None:
+            values.update(_read_file(Path(path)))
+        for f in fields(cls):
+            key = "RAG_" + f.name.upper()
+            if key in env:
+                values[f.name] = env[key]
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}; "
+                              f"known keys: {', '.join(known)}")
+        typed = {name: _coerce(name, known[name].type, value) for name, value in values.items()}
+        return cls(**typed)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Accept either top-level keys or a [rag] table.
+    return dict(data.get("rag", data))
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    type_name = str(type_name)
+    try:
+        if type_name == "bool":
+            if isinstance(value, str):
+                if value.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if value.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"configuration {name}={value!r} is not a valid {type_name}") from None

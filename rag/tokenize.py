@@ -1,0 +1,40 @@
+"""Chinese word tokens for BM25 (jieba), shared by indexing and querying."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+# Question words and function words: they say what kind of answer is wanted, not what it
+# is about, and would otherwise make every "如何…" question match every "如何" sentence.
+STOPWORDS = frozenset("""
+的 了 和 与 及 以及 或 是 在 对 把 被 将 为 于 等 其 之 也 都 又 并 而 就 有 中 上 下 个 这 那 该 此
+如何 怎么 怎样 怎么样 哪些 什么 多少 几 是否 有没有 有无 吗 呢 吧 啊 请问 请 问 关于 方面 情况 一下
+采取 采取了 进行 进行了 做 做了 哪 谁 何时 为什么 主要 具体 相关 有关
+""".split())
+_WORD = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
+_lock = threading.Lock()
+_ready = False
+
+
+def _jieba():
+    global _ready
+    import jieba
+    if not _ready:
+        with _lock:  # jieba builds its dictionary lazily and is not safe to race
+            if not _ready:
+                jieba.setLogLevel(logging.WARNING)
+                jieba.initialize()
+                _ready = True
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-mode jieba tokens (long words plus their sub-words), lower-cased, without
+    punctuation and stop words."""
+    out = []
+    for tok in _jieba().cut_for_search(text):
+        tok = tok.strip().lower()
+        if tok and _WORD.search(tok) and tok not in STOPWORDS:
+            out.append(tok)
+    return out
