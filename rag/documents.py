@@ -222,23 +222,19 @@ def read_pdf(path: Path) -> tuple[str, list[Block]]:
         raise DocumentError(f"{path.name}: not a readable PDF ({exc})") from None
     if not "".join(pages).strip():
         raise DocumentError(f"{path.name}: the PDF has no text layer (a scan?); run OCR first")
-    # A PDF wraps lines inside a paragraph. Join a line to the previous one unless the
-    # previous ended a sentence or this one starts a heading.
+    # A PDF wraps lines inside a paragraph. A line ends its paragraph when it stops short
+    # of the right margin, ends a sentence, or is followed by a heading or header line.
+    lines = [line.strip() for line in "\n".join(pages).splitlines()]
+    lengths = sorted(len(line) for line in lines if line)
+    full = lengths[int(len(lengths) * 0.9)] if lengths else 0
     parts: list[tuple[str, int | None]] = []
-    current = ""
-    for line in "\n".join(pages).splitlines():
-        line = line.strip()
-        if not line:
-            if current:
-                parts.append((current, None))
-                current = ""
-            continue
-        if current and (current.endswith(("。", "！", "？", "”", ":", "：")) or heading_rank(line) is not None
-                        or _is_header_line(line) or _is_header_line(current)):
+    current, last = "", ""
+    for line in lines:
+        ends = last.endswith(("。", "！", "？", ":", "：")) or len(last) < 0.8 * full
+        if current and (not line or ends or heading_rank(line) is not None or _is_header_line(line)):
             parts.append((current, None))
-            current = line
-        else:
-            current += line
+            current = ""
+        current, last = current + line, line
     if current:
         parts.append((current, None))
     return _join_blocks(parts)
