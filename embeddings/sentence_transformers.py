@@ -28,7 +28,8 @@ class SentenceTransformerEmbedder(Embedder):
         except Exception as exc:  # the library raises OSError, ValueError, HF errors...
             raise EmbeddingError(f"cannot load sentence-transformers model {name_or_path!r} offline: {exc}. "
                                  "Give a local model folder, or a hub id already in the local cache.") from None
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim())
 
     def encode(self, texts: list[str], is_query: bool = False) -> np.ndarray:
         if not texts:

