@@ -71,9 +71,15 @@ def split_text(text: str, size: int, overlap: int) -> list[str]:
 
 
 def context_header(doc: Document, paragraph: Paragraph) -> str:
-    headings = [h if len(h) <= HEADER_HEADING_CHARS else h[:HEADER_HEADING_CHARS] + "…"
-                for h in paragraph.section]
-    return " > ".join([doc.title, *headings])
+    """Document title and the paragraph's own (deepest) heading.
+
+    The whole section path measured no better on the question set and, repeated in front
+    of every small chunk, cost most of the embedding time (eval/RESULTS.md).
+    """
+    heading = paragraph.section[-1] if paragraph.section else ""
+    if len(heading) > HEADER_HEADING_CHARS:
+        heading = heading[:HEADER_HEADING_CHARS] + "…"
+    return " > ".join(filter(None, [doc.title, heading]))
 
 
 def chunk_document(doc: Document, size: int, overlap: int, with_header: bool = True) -> list[Chunk]:

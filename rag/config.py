@@ -25,16 +25,17 @@ class Config:
     index: str = ".rag/index"
     embedding: str = "e5-small-q4"
     # Chunking: a paragraph longer than chunk_size characters is split at sentence ends.
-    # multilingual-e5-small reads 512 tokens, ~700 Chinese characters; smaller chunks
-    # keep one topic per vector, which measured better (see eval/RESULTS.md).
-    chunk_size: int = 400
-    chunk_overlap: int = 60
-    context_header: bool = True  # index "title | section path" in front of each chunk
+    # Sentence-sized chunks (one or two sentences) let a question written in other words
+    # meet the one sentence that answers it; they measured best from 400 down to 120 chars
+    # (eval/RESULTS.md), and they are the units the answer prompt is built from.
+    chunk_size: int = 120
+    chunk_overlap: int = 30
+    context_header: bool = True  # index "document title > own heading" in front of each chunk
     # Retrieval: reciprocal-rank fusion of dense and BM25 rankings
     k: int = 5
     dense_weight: float = 1.0
-    bm25_weight: float = 1.0
-    rrf_k: int = 60
+    bm25_weight: float = 0.5
+    rrf_k: int = 10
     candidates: int = 50  # how deep each ranking is read before fusion
     # Answers
     llm: str = "local"  # local | gguf:<path> | openai | extractive

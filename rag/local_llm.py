@@ -239,7 +239,7 @@ class LocalLlamaServer:
     # splits n_ctx between slots), and on a CPU-only box parallel slots compete for the
     # same cores anyway. Concurrent requests from several UI users simply queue.
     N_PARALLEL = 1
-    STARTUP_TIMEOUT = 120.0  # seconds to wait for /health after the model loaded
+    STARTUP_TIMEOUT = 120.0  # seconds to wait for readiness after the model loaded
 
     _instances: dict[tuple[str, int], "LocalLlamaServer"] = {}
     _instances_lock = threading.Lock()
@@ -277,6 +277,7 @@ class LocalLlamaServer:
             p.cpuparams.n_threads = threads
             p.cpuparams_batch.n_threads = threads
         p.ui = False
+        p.endpoint_slots = True  # _wait_ready relies on it
         p.warmup = True
         p.cache_prompt = True  # reuse the KV cache of a shared prompt prefix
         # Greedy decoding by default, so answers are reproducible; a request's
@@ -287,40 +288,54 @@ class LocalLlamaServer:
 
         t0 = time.monotonic()
         try:
-            self._server = xlc.Server(p)
+            self._server = xlc.Server(p)  # returns once the model is loaded
         except Exception as exc:
             raise RuntimeError(f"could not start the local LLM server for "
                                f"{self.model_path}: {exc}") from exc
-        address = self._server.listening_address
-        if not address:
-            self._server = None
-            raise RuntimeError(f"the local LLM server for {self.model_path} did not start "
-                               "listening (see the llama.cpp messages above)")
-        self.address = address.rstrip("/")
+        self.address = (self._server.listening_address or "").rstrip("/")
         self.base_url = self.address + "/v1"
         try:
-            self._wait_healthy(self.STARTUP_TIMEOUT)
+            self._wait_ready(self.STARTUP_TIMEOUT)
         except RuntimeError:
-            self.close()
+            # Destroying a server whose task loop never ran would hang (see
+            # _wait_ready), so a server that never got ready is left alive, unused.
+            _NEVER_READY.append(self._server)
+            self._server = None
             raise
         self.startup_seconds = time.monotonic() - t0
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until /health is ok and the task loop has answered one request.
+
+        Why the second part: ``xlc.Server(...)`` returns when the model is loaded,
+        possibly before its task-loop thread has entered llama.cpp's
+        ``server_queue::start_loop``, which begins with ``running = true``. A stop
+        requested in that window is overwritten, and ``~Server`` then waits forever
+        for the loop thread while holding the GIL, freezing the whole process (seen
+        when a server was closed right after it started). /slots is answered by the
+        task loop, so once it answers the loop is running and can be stopped.
+        """
+        if not self.address:
+            raise RuntimeError(f"the local LLM server for {self.model_path} reported "
+                               "no listening address")
         deadline = time.monotonic() + timeout
         last = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.address + "/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-                    last = f"HTTP {resp.status}"
-            except urllib.error.HTTPError as exc:  # 503 while the model is loading
-                last = f"HTTP {exc.code}"
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"the local LLM server at {self.address} was not healthy "
-                           f"after {timeout:.0f} s (last answer: {last})")
+        for endpoint in ("/health", "/slots"):
+            while True:
+                try:
+                    with urllib.request.urlopen(self.address + endpoint, timeout=5) as resp:
+                        if resp.status == 200:
+                            break
+                        last = f"{endpoint}: HTTP {resp.status}"
+                except urllib.error.HTTPError as exc:  # 503 while the model loads
+                    last = f"{endpoint}: HTTP {exc.code}"
+                except OSError as exc:
+                    last = f"{endpoint}: {exc}"
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the local LLM server at {self.address} was not ready after "
+                        f"{timeout:.0f} s (last answer: {last})")
+                time.sleep(0.1)
 
     def close(self) -> None:
         """Stop the server (idempotent). ``shared()`` starts a new one if asked again."""
@@ -340,6 +355,8 @@ class LocalLlamaServer:
         for server in servers:
             server.close()
 
+
+_NEVER_READY: list = []  # see LocalLlamaServer.__init__
 
 # Stop the servers before the interpreter tears down modules; leaving it to the
 # garbage collector at shutdown risks llama.cpp threads running into a dead Python.

@@ -5,7 +5,7 @@ as its best chunk. The same retriever is offered to LangChain as a ``BaseRetriev
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -24,6 +24,14 @@ class QueryError(ValueError):
     """A query that cannot be searched (empty, whitespace only)."""
 
 
+@dataclass(frozen=True)
+class Match:
+    """A chunk of a hit's paragraph that one of the rankings found."""
+    text: str
+    score: float  # fused score
+    cosine: float | None  # dense similarity, if the dense ranking saw it
+
+
 @dataclass
 class Hit:
     rank: int
@@ -31,6 +39,12 @@ class Hit:
     paragraph: Paragraph
     doc_title: str
     doc_date: str = ""
+    matches: list[Match] = field(default_factory=list)  # best first
+
+    @property
+    def cosine(self) -> float:
+        """Best dense similarity among the matched chunks (0 when only BM25 found it)."""
+        return max((m.cosine for m in self.matches if m.cosine is not None), default=0.0)
 
     def to_dict(self) -> dict:
         p = self.paragraph
@@ -52,25 +66,28 @@ class Retriever:
         docs = set(doc_ids) if doc_ids else None
         cfg = self.config
         fused: dict[int, float] = {}
+        cosines: dict[int, float] = {}
         if cfg.dense_weight > 0:
             vector = self.embedder.encode([query], is_query=True)[0]
-            for rank, (pos, _) in enumerate(self.store.dense_search(vector, cfg.candidates, docs)):
+            for rank, (pos, cosine) in enumerate(self.store.dense_search(vector, cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.dense_weight / (cfg.rrf_k + rank + 1)
+                cosines[pos] = cosine
         if cfg.bm25_weight > 0:
             for rank, (pos, _) in enumerate(self.store.keyword_search(tokenize(query), cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.bm25_weight / (cfg.rrf_k + rank + 1)
-        best: dict[str, float] = {}
-        for pos, score in fused.items():
-            pid = self.store.chunk(pos).paragraph_id
-            if score > best.get(pid, 0.0):
-                best[pid] = score
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        matches: dict[str, list[Match]] = {}
+        for pos, score in sorted(fused.items(), key=lambda kv: -kv[1]):
+            chunk = self.store.chunk(pos)
+            matches.setdefault(chunk.paragraph_id, []).append(Match(chunk.text, score, cosines.get(pos)))
+        # A paragraph scores as its best chunk.
+        ranked = sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
         documents = self.store.manifest().documents
         hits = []
-        for rank, (pid, score) in enumerate(ranked, start=1):
+        for rank, (pid, found) in enumerate(ranked, start=1):
             paragraph = self.store.paragraph(pid)
             meta = documents.get(paragraph.doc_id, {})
-            hits.append(Hit(rank, score, paragraph, meta.get("title", paragraph.doc_id), meta.get("date", "")))
+            hits.append(Hit(rank, found[0].score, paragraph, meta.get("title", paragraph.doc_id),
+                            meta.get("date", ""), found))
         return hits
 
 
