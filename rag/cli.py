@@ -42,11 +42,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--doc", action="append", metavar="ID", help="only this document (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _common(p)
+
+    for name, helptext in (("ask", "answer a question with cited paragraphs"),
+                           ("chat", "a conversation in the terminal (follow-up questions work)")):
+        p = sub.add_parser(name, help=helptext, description=helptext + ". The LLM is chosen by --llm: "
+                           "local (bundled Qwen2.5-1.5B, default), gguf:<path>, openai (--base-url, "
+                           "--model, OPENAI_API_KEY) or extractive (no LLM, quotes the documents).")
+        if name == "ask":
+            p.add_argument("query", metavar="QUESTION")
+            p.add_argument("--history", metavar="FILE",
+                           help='earlier turns as JSON: [["question", "answer"], ...]')
+            p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+        p.add_argument("--llm", metavar="GENERATOR", help="local | gguf:<path> | openai | extractive")
+        p.add_argument("--base-url", dest="base_url", metavar="URL", help="endpoint for --llm openai")
+        p.add_argument("--model", metavar="NAME", help="model name for --llm openai")
+        p.add_argument("--k", type=int, help="how many paragraphs to retrieve (default 5)")
+        p.add_argument("--doc", action="append", metavar="ID", help="only this document (repeatable)")
+        _common(p)
     return parser
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    fields = ("index", "corpus", "embedding", "k")
+    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return Config.load(args.config, overrides)
 
@@ -59,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .documents import DocumentError
     from .engine import Engine
+    from .generators import GeneratorError
     from .indexer import NoDocuments
     from .retriever import QueryError
     from .store import IndexStateError
@@ -69,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except (QueryError, ConfigError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (IndexStateError, NoDocuments, DocumentError, EmbeddingError) as exc:
+    except (IndexStateError, NoDocuments, DocumentError, EmbeddingError, GeneratorError) as exc:
         print(f"rag: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -96,7 +114,92 @@ def cmd_search(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search}
+def _answerer(engine):
+    from .answer import Answerer
+    from .generators import get_generator
+    generator, notice = get_generator(engine.config)
+    if notice:
+        print(f"rag: {notice}", file=sys.stderr)
+    return Answerer(engine, generator, notice)
+
+
+def _read_history(path: str | None) -> list[tuple[str, str]]:
+    if not path:
+        return []
+    try:
+        turns = json.loads(open(path, encoding="utf-8").read())
+        return [(t["question"], t["answer"]) if isinstance(t, dict) else (str(t[0]), str(t[1])) for t in turns]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ConfigError(f"--history {path}: expected a JSON list of [question, answer] pairs ({exc})") from None
+
+
+def print_answer(answer) -> None:
+    """The checked answer and its sources, after the streamed draft."""
+    if answer.standalone_question != answer.question:
+        print(f"（按问题理解：{answer.standalone_question}）")
+    print(answer.answer)
+    if answer.citations:
+        print("\n来源：")
+    for c in answer.citations:
+        p = c.hit.paragraph
+        print(f"[{c.n}] {c.hit.doc_title} · {p.section_path or '(正文)'} · 第{p.number}段")
+        print(f"    {p.text}")
+    if answer.refused and answer.retrieved:
+        print("\n可能相关：")
+        for h in answer.retrieved[:3]:
+            print(f"- {h.doc_title} · 第{h.paragraph.number}段：{h.paragraph.text[:80]}…")
+
+
+def _stream_to(stream):
+    def write(token: str) -> None:
+        stream.write(token)
+        stream.flush()
+    return write
+
+
+def cmd_ask(engine, args) -> int:
+    history = _read_history(args.history)
+    answerer = _answerer(engine)
+    if args.json:
+        answer = answerer.ask(args.query, history, args.k, args.doc)
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    # The draft streams to stderr as it is generated; stdout gets the checked answer.
+    print("生成中：", end="", file=sys.stderr, flush=True)
+    answer = answerer.ask(args.query, history, args.k, args.doc, on_token=_stream_to(sys.stderr))
+    print("\n", file=sys.stderr)
+    print_answer(answer)
+    return 0
+
+
+def cmd_chat(engine, args) -> int:
+    from .generators import GeneratorError
+    from .retriever import QueryError
+    answerer = _answerer(engine)
+    history: list[tuple[str, str]] = []
+    print("输入问题后回车；输入 exit 或按 Ctrl-D 退出。")
+    while True:
+        try:
+            question = input("\n问> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if question in {"exit", "quit", "退出"}:
+            return 0
+        if not question:
+            continue
+        try:
+            answer = answerer.ask(question, history, args.k, args.doc, on_token=_stream_to(sys.stderr))
+        except (QueryError, GeneratorError) as exc:
+            print(f"rag: {exc}", file=sys.stderr)
+            continue
+        print(file=sys.stderr)
+        print_answer(answer)
+        history.append((question, answer.answer))
+        history = history[-engine.config.max_history_turns:]
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,90 @@
+"""From retrieved paragraphs to the few sentences an answer is built from, and back.
+
+A small local LLM reads ~60-80 prompt tokens a second on two cores, so the prompt holds
+the sentences that matter, not whole paragraphs: the chunks retrieval matched (each one
+or two sentences) from the best paragraphs, within a character budget.
+
+After generation, ``support`` says how much of an answer sentence a paragraph backs; it
+is how citations are checked, attached and flagged in code rather than trusted from the
+model.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .chunking import split_sentences
+from .retriever import Hit
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NOT_CONTENT = re.compile(r"[\s\W_]+", re.UNICODE)
+ENUMERATION = re.compile(r"^[一二三四五六七八九十]+是")
+
+
+@dataclass
+class Passage:
+    """One numbered source in the prompt: a retrieved paragraph and its selected sentences."""
+    n: int
+    hit: Hit
+    sentences: list[str] = field(default_factory=list)  # in paragraph order
+
+    @property
+    def text(self) -> str:
+        return "".join(self.sentences)
+
+
+def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3) -> list[Passage]:
+    """The best-matching sentences of the best paragraphs, at most ``budget`` characters.
+
+    Sentences are taken in order of the fused score of the chunk they belong to. A sentence
+    longer than the remaining budget is skipped rather than cut, so every quoted sentence
+    is whole and can be checked against its paragraph.
+    """
+    scored: dict[tuple[int, str], float] = {}
+    for h, hit in enumerate(hits):
+        for match in hit.matches:
+            for sentence in split_sentences(match.text):
+                if sentence.strip() and sentence in hit.paragraph.text:
+                    key = (h, sentence)
+                    scored[key] = max(scored.get(key, 0.0), match.score)
+    chosen: dict[int, list[str]] = {}
+    used = 0
+    for (h, sentence), _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0][0])):
+        if h not in chosen and len(chosen) >= max_passages:
+            continue
+        if used + len(sentence) > budget:
+            continue
+        chosen.setdefault(h, []).append(sentence)
+        used += len(sentence)
+    passages = []
+    for h in sorted(chosen):
+        text = hits[h].paragraph.text
+        ordered = sorted(set(chosen[h]), key=text.find)
+        passages.append(Passage(len(passages) + 1, hits[h], ordered))
+    return passages
+
+
+def content_chars(text: str) -> str:
+    """Text without whitespace, punctuation and citation marks: what support is measured on."""
+    return _NOT_CONTENT.sub("", re.sub(r"\[\d+\]", "", text))
+
+
+def numbers(text: str) -> set[str]:
+    return set(_NUMBER.findall(re.sub(r"\[\d+\]", "", text)))
+
+
+def overlap(text: str, other: str) -> float:
+    """Share of the character bigrams of ``text`` that occur in ``other`` (0..1)."""
+    s, o = content_chars(text), content_chars(other)
+    bigrams = {s[i:i + 2] for i in range(len(s) - 1)}
+    if not bigrams:
+        return 0.0
+    return sum(b in o for b in bigrams) / len(bigrams)
+
+
+def support(sentence: str, paragraph: str) -> float:
+    """How much of an answer sentence the paragraph backs: its bigram overlap, and 0 when
+    the sentence states a number the paragraph does not contain."""
+    if not numbers(sentence) <= numbers(paragraph):
+        return 0.0
+    return overlap(sentence, paragraph)

@@ -1,0 +1,139 @@
+"""Answer generators, one interface, chosen by a string (``--llm`` / config / ``RAG_LLM``):
+
+    local        Qwen2.5-Coder-1.5B-Instruct Q4_K_M, bundled, served in-process by xllamacpp
+    gguf:<path>  a GGUF file you bring, served the same way
+    openai       any OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY)
+    extractive   no LLM: the best retrieved sentences, quoted and cited
+
+Every LLM path goes through LangChain's ``ChatOpenAI`` and the prompts in ``prompts.py``.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import Config
+from .evidence import Passage
+from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, FALLBACK_NOTICE, HISTORY_TURN, PASSAGE,
+                      REWRITE_PROMPT)
+
+MAX_ANSWER_TOKENS = 160  # ~4 sentences; decoding runs ~20 tokens/s on two cores
+MAX_REWRITE_TOKENS = 48
+
+
+class GeneratorError(RuntimeError):
+    """The generator cannot answer: model missing, endpoint down. The message says why."""
+
+
+class Generator(ABC):
+    name: str  # reported in answers: local, gguf:<file>, openai:<model>, extractive
+    uses_llm = True
+
+    @abstractmethod
+    def generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
+        """Yield the answer as it is produced (tokens for an LLM)."""
+
+    def rewrite(self, question: str, history: list[tuple[str, str]]) -> str | None:
+        """A standalone version of a follow-up question, or None to use the rule."""
+        return None
+
+
+def format_passages(passages: list[Passage]) -> str:
+    blocks = []
+    for p in passages:
+        section = p.hit.paragraph.section[-1][:40] if p.hit.paragraph.section else ""
+        blocks.append(PASSAGE.format(n=p.n, title=p.hit.doc_title, section=section, text=p.text))
+    return "\n".join(blocks)
+
+
+class ChatGenerator(Generator):
+    """An OpenAI-compatible chat model through LangChain."""
+
+    def __init__(self, name: str, base_url: str, model: str, api_key: str, timeout: float):
+        from langchain_openai import ChatOpenAI
+        import httpx
+        self.name = name
+        self.base_url = base_url
+        # Bounded waits: connecting must fail fast when the endpoint is down; a running
+        # answer may take longer on a slow CPU. No retries, so a failure is reported once.
+        self.llm = ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, seed=0,
+                              max_retries=0, timeout=httpx.Timeout(timeout, connect=5.0),
+                              max_tokens=MAX_ANSWER_TOKENS)
+
+    def _stream(self, prompt, max_tokens: int, **values) -> Iterator[str]:
+        import openai
+        try:
+            for chunk in (prompt | self.llm.bind(max_tokens=max_tokens)).stream(values):
+                if chunk.content:
+                    yield chunk.content
+        except openai.APIConnectionError as exc:
+            raise GeneratorError(f"cannot reach the LLM endpoint {self.base_url} ({exc.__cause__ or exc}); "
+                                 "check --base-url, or use --llm extractive") from None
+        except openai.APIStatusError as exc:
+            raise GeneratorError(f"the LLM endpoint {self.base_url} answered {exc.status_code}: "
+                                 f"{exc.message}") from None
+
+    def generate(self, question, passages):
+        yield from self._stream(ANSWER_PROMPT, MAX_ANSWER_TOKENS, question=question,
+                                passages=format_passages(passages))
+
+    def rewrite(self, question, history):
+        turns = "\n".join(HISTORY_TURN.format(question=q, answer=a) for q, a in history)
+        text = "".join(self._stream(REWRITE_PROMPT, MAX_REWRITE_TOKENS, history=turns, question=question))
+        text = text.strip().splitlines()[0].strip() if text.strip() else ""
+        return text.removeprefix("改写后的问题：").strip("“”\"' ") or None
+
+
+class ExtractiveGenerator(Generator):
+    """No LLM: the selected sentences themselves, each cited, in paragraph order, so a
+    一是…二是… enumeration keeps its shape."""
+
+    name = "extractive"
+    uses_llm = False
+
+    def generate(self, question, passages):
+        yield EXTRACTIVE_LABEL + "\n"
+        for p in passages:
+            yield "".join(f"{s}[{p.n}]" for s in p.sentences) + "\n"
+
+
+def _local_server_generator(name: str, model_path: Path, config: Config) -> ChatGenerator:
+    from .local_llm import LocalLlamaServer
+    try:
+        server = LocalLlamaServer.shared(model_path)
+    except RuntimeError as exc:
+        raise GeneratorError(f"the local LLM server did not start: {exc}") from None
+    return ChatGenerator(name, server.base_url, "local", "local", config.request_timeout)
+
+
+def get_generator(config: Config) -> tuple[Generator, str]:
+    """The configured generator and a notice for the user ('' when there is none)."""
+    spec = config.llm
+    if spec == "extractive":
+        return ExtractiveGenerator(), ""
+    if spec == "local":
+        from .local_llm import ModelCorrupt, ModelNotInstalled, bundled_model_path
+        try:
+            path = bundled_model_path()
+        except ModelNotInstalled as exc:
+            return ExtractiveGenerator(), FALLBACK_NOTICE.format(reason=str(exc).splitlines()[0])
+        except ModelCorrupt as exc:
+            raise GeneratorError(str(exc)) from None
+        return _local_server_generator("local", path, config), ""
+    if spec.startswith("gguf:"):
+        from .local_llm import verify_gguf
+        path = Path(spec.split(":", 1)[1]).expanduser()
+        try:
+            verify_gguf(path)
+        except (OSError, ValueError) as exc:
+            raise GeneratorError(str(exc)) from None
+        return _local_server_generator(f"gguf:{path.name}", path, config), ""
+    if spec == "openai":
+        if not config.base_url:
+            raise GeneratorError("--llm openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+        model = config.model or "default"
+        return ChatGenerator(f"openai:{model}", config.base_url, model,
+                             os.environ.get("OPENAI_API_KEY", "none"), config.request_timeout), ""
+    raise GeneratorError(f"unknown --llm {spec!r}; use local, gguf:<path>, openai or extractive")
