@@ -24,8 +24,8 @@ def main() -> None:
         assert not noop.changed
         report("index", {
             "documents": len(engine.manifest().documents),
-            "paragraphs": len(engine.store.paragraphs()),
-            "chunks": len(engine.store),
+            "paragraphs": len(engine.store.view().paragraphs()),
+            "chunks": len(engine.store.view()),
             "embedding_model_load_s": round(load_s, 3),
             "cold_build_s": round(cold_s, 2),
             "noop_reindex_s": round(noop_s, 4),

@@ -39,13 +39,11 @@ class Engine:
         with self._write_lock:
             report = index_paths([Path(p) for p in (paths or [self.config.corpus])], self.store,
                                  self.embedder, self.config, rebuild=rebuild, progress=progress)
-            self.store.refresh()
             return report
 
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build the index from the configured corpus if there is none yet."""
         if self.store.exists():
-            self.store.refresh()
             return None
         return self.index(progress=progress)
 
@@ -67,4 +65,3 @@ class Engine:
             if unknown:
                 raise KeyError(f"not in the index: {', '.join(unknown)}")
             self.store.apply(Manifest(manifest.embedding, manifest.dim, manifest.chunking), [], doc_ids)
-            self.store.refresh()

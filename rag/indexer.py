@@ -132,10 +132,13 @@ def _vector_cache(store: Store, embedder: Embedder) -> dict[str, np.ndarray]:
     """Vectors of the current index by chunk content hash (empty if it is unusable)."""
     cache: dict[str, np.ndarray] = {}
     try:
-        if not store.exists() or store.manifest().embedding != embedder.spec:
+        if not store.exists():
             return cache
-        for doc_id in store.manifest().documents:
-            entry = store.document(doc_id)
+        view = store.view()
+        if view.manifest.embedding != embedder.spec:
+            return cache
+        for doc_id in view.manifest.documents:
+            entry = view.document(doc_id)
             for chunk, vector in zip(entry.chunks, entry.vectors):
                 cache[chunk.content_hash(embedder.spec)] = vector
     except IndexStateError:

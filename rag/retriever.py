@@ -65,26 +65,27 @@ class Retriever:
         k = k or self.config.k
         docs = set(doc_ids) if doc_ids else None
         cfg = self.config
+        view = self.store.view()  # one version of the index for the whole search
         fused: dict[int, float] = {}
         cosines: dict[int, float] = {}
         if cfg.dense_weight > 0:
             vector = self.embedder.encode([query], is_query=True)[0]
-            for rank, (pos, cosine) in enumerate(self.store.dense_search(vector, cfg.candidates, docs)):
+            for rank, (pos, cosine) in enumerate(view.dense_search(vector, cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.dense_weight / (cfg.rrf_k + rank + 1)
                 cosines[pos] = cosine
         if cfg.bm25_weight > 0:
-            for rank, (pos, _) in enumerate(self.store.keyword_search(tokenize(query), cfg.candidates, docs)):
+            for rank, (pos, _) in enumerate(view.keyword_search(tokenize(query), cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.bm25_weight / (cfg.rrf_k + rank + 1)
         matches: dict[str, list[Match]] = {}
         for pos, score in sorted(fused.items(), key=lambda kv: -kv[1]):
-            chunk = self.store.chunk(pos)
+            chunk = view.chunk(pos)
             matches.setdefault(chunk.paragraph_id, []).append(Match(chunk.text, score, cosines.get(pos)))
         # A paragraph scores as its best chunk.
         ranked = sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
-        documents = self.store.manifest().documents
+        documents = view.manifest.documents
         hits = []
         for rank, (pid, found) in enumerate(ranked, start=1):
-            paragraph = self.store.paragraph(pid)
+            paragraph = view.paragraph(pid)
             meta = documents.get(paragraph.doc_id, {})
             hits.append(Hit(rank, found[0].score, paragraph, meta.get("title", paragraph.doc_id),
                             meta.get("date", ""), found))

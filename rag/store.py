@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -58,12 +59,14 @@ class Manifest:
                    format_version=int(d["format_version"]))
 
 
-class Store(ABC):
-    @abstractmethod
-    def exists(self) -> bool: ...
+class IndexView(ABC):
+    """A consistent, read-only view of one version of the index.
 
-    @abstractmethod
-    def manifest(self) -> Manifest: ...
+    A search reads everything through one view, so an index write that lands meanwhile
+    (another process, or an upload in the UI) cannot mix two versions in one answer.
+    """
+
+    manifest: Manifest
 
     @abstractmethod
     def document(self, doc_id: str) -> DocumentEntry: ...
@@ -72,13 +75,13 @@ class Store(ABC):
     def paragraph(self, paragraph_id: str) -> Paragraph: ...
 
     @abstractmethod
+    def paragraphs(self) -> list[Paragraph]: ...
+
+    @abstractmethod
     def chunk(self, position: int) -> Chunk: ...
 
     @abstractmethod
-    def apply(self, manifest: Manifest, upserts: list[DocumentEntry], deletions: list[str],
-              replace_all: bool = False) -> None:
-        """Add or replace the given documents and delete others, all or nothing.
-        ``replace_all``: the index holds exactly ``upserts`` afterwards (a rebuild)."""
+    def __len__(self) -> int: ...
 
     @abstractmethod
     def dense_search(self, vector: np.ndarray, n: int, doc_ids: set[str] | None = None
@@ -91,50 +94,32 @@ class Store(ABC):
         """(chunk position, BM25 score > 0) best first."""
 
 
-class FileStore(Store):
-    """An index folder: ``CURRENT`` names the live generation folder ``gen-N``.
+class Store(ABC):
+    @abstractmethod
+    def exists(self) -> bool: ...
 
-    A write builds ``gen-N+1`` beside the live one and then swaps ``CURRENT`` with an
-    atomic rename, so a process killed mid-write leaves the previous index in use. The
-    generation before the live one is kept a while for readers that are still loading it.
-    """
+    @abstractmethod
+    def view(self) -> IndexView:
+        """The current version; raises IndexStateError when there is none or it is damaged."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self._gen: str | None = None
+    @abstractmethod
+    def apply(self, manifest: Manifest, upserts: list[DocumentEntry], deletions: list[str],
+              replace_all: bool = False) -> None:
+        """Add or replace the given documents and delete others, all or nothing.
+        ``replace_all``: the index holds exactly ``upserts`` afterwards (a rebuild)."""
 
-    # -- reading --------------------------------------------------------------------
-    def _current(self) -> str | None:
-        try:
-            return (self.root / "CURRENT").read_text().strip() or None
-        except FileNotFoundError:
-            return None
+    def manifest(self) -> Manifest:
+        return self.view().manifest
 
-    def exists(self) -> bool:
-        return self._current() is not None
 
-    def refresh(self) -> bool:
-        """Reload if another process (or this one) wrote a new generation."""
-        gen = self._current()
-        if gen != self._gen:
-            self._load(gen)
-            return True
-        return False
+class FileView(IndexView):
+    """One generation folder, loaded into memory: FAISS, bm25s and the JSONL records."""
 
-    def _ensure(self) -> None:
-        if self._gen is None:
-            gen = self._current()
-            if gen is None:
-                raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
-            self._load(gen)
-
-    def _load(self, gen: str | None) -> None:
+    def __init__(self, root: Path, gen: str):
         import bm25s
         import faiss
-        if gen is None:
-            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
-        folder = self.root / gen
-        fix = f"rebuild it with `rag index --rebuild` (index folder: {self.root})"
+        folder = root / gen
+        fix = f"rebuild it with `rag index --rebuild` (index folder: {root})"
         try:
             raw = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
             version = int(raw.get("format_version", 0))
@@ -156,45 +141,34 @@ class FileStore(Store):
         if not (len(chunks) == vectors.shape[0] == dense.ntotal) or (
                 len(chunks) and vectors.shape[1] != manifest.dim):
             raise IndexStateError(f"the index is damaged (chunks, vectors and FAISS disagree); {fix}")
-        self._gen, self._manifest = gen, manifest
+        self.gen, self.manifest = gen, manifest
         self._paragraphs = {p.id: p for p in paragraphs}
         self._chunks, self._vectors, self._dense, self._keyword = chunks, vectors, dense, keyword
-        self._doc_positions: dict[str, np.ndarray] = {}
         by_doc: dict[str, list[int]] = {}
         for i, c in enumerate(chunks):
             by_doc.setdefault(c.doc_id, []).append(i)
         self._doc_positions = {d: np.array(v, dtype=np.int64) for d, v in by_doc.items()}
 
-    def manifest(self) -> Manifest:
-        self._ensure()
-        return self._manifest
-
-    def document(self, doc_id: str) -> DocumentEntry:
-        self._ensure()
+    def document(self, doc_id):
         positions = self._doc_positions.get(doc_id, np.zeros(0, dtype=np.int64))
-        return DocumentEntry(meta=self._manifest.documents[doc_id],
+        return DocumentEntry(meta=self.manifest.documents[doc_id],
                              paragraphs=[p for p in self._paragraphs.values() if p.doc_id == doc_id],
                              chunks=[self._chunks[i] for i in positions],
                              vectors=self._vectors[positions])
 
-    def paragraph(self, paragraph_id: str) -> Paragraph:
-        self._ensure()
+    def paragraph(self, paragraph_id):
         return self._paragraphs[paragraph_id]
 
-    def paragraphs(self) -> list[Paragraph]:
-        self._ensure()
+    def paragraphs(self):
         return list(self._paragraphs.values())
 
-    def chunk(self, position: int) -> Chunk:
-        self._ensure()
+    def chunk(self, position):
         return self._chunks[position]
 
-    def __len__(self) -> int:
-        self._ensure()
+    def __len__(self):
         return len(self._chunks)
 
-    # -- searching ------------------------------------------------------------------
-    def _mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
+    def _allowed(self, doc_ids: set[str] | None) -> np.ndarray | None:
         if doc_ids is None:
             return None
         parts = [self._doc_positions[d] for d in doc_ids if d in self._doc_positions]
@@ -202,10 +176,8 @@ class FileStore(Store):
 
     def dense_search(self, vector, n, doc_ids=None):
         import faiss
-        self._ensure()
-        allowed = self._mask(doc_ids)
-        total = len(self._chunks) if allowed is None else len(allowed)
-        n = min(n, total)
+        allowed = self._allowed(doc_ids)
+        n = min(n, len(self._chunks) if allowed is None else len(allowed))
         if n == 0:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
@@ -214,10 +186,9 @@ class FileStore(Store):
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def keyword_search(self, tokens, n, doc_ids=None):
-        self._ensure()
         if self._keyword is None or not tokens:
             return []
-        allowed = self._mask(doc_ids)
+        allowed = self._allowed(doc_ids)
         mask = None
         if allowed is not None:
             mask = np.zeros(len(self._chunks), dtype=np.float32)
@@ -225,6 +196,42 @@ class FileStore(Store):
         scores = self._keyword.get_scores(tokens, weight_mask=mask)
         top = np.argsort(-scores, kind="stable")[:n]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+class FileStore(Store):
+    """An index folder: ``CURRENT`` names the live generation folder ``gen-N``.
+
+    A write builds ``gen-N+1`` beside the live one and then swaps ``CURRENT`` with an
+    atomic rename, so a process killed mid-write leaves the previous index in use. The
+    generation before the live one is kept for readers that are still loading it.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._view: FileView | None = None
+        self._load_lock = threading.Lock()
+
+    def _current(self) -> str | None:
+        try:
+            return (self.root / "CURRENT").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def exists(self) -> bool:
+        return self._current() is not None
+
+    def view(self) -> FileView:
+        """The live generation; reloaded when any process has written a new one."""
+        gen = self._current()
+        if gen is None:
+            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
+        current = self._view
+        if current is None or current.gen != gen:
+            with self._load_lock:  # concurrent searches load a new generation once
+                if self._view is None or self._view.gen != gen:
+                    self._view = FileView(self.root, gen)
+                current = self._view
+        return current
 
     # -- writing --------------------------------------------------------------------
     def apply(self, manifest, upserts, deletions, replace_all=False):
@@ -234,8 +241,8 @@ class FileStore(Store):
             replaced = {e.meta["doc_id"] for e in upserts} | set(deletions)
             kept: list[DocumentEntry] = []
             if self.exists() and not replace_all:
-                self.refresh()
-                kept = [self.document(d) for d in self._manifest.documents if d not in replaced]
+                view = self.view()
+                kept = [view.document(d) for d in view.manifest.documents if d not in replaced]
             entries = sorted(kept + list(upserts), key=lambda e: e.meta["doc_id"])
             manifest.documents = {e.meta["doc_id"]: e.meta for e in entries}
             self._write_generation(manifest, entries)
@@ -278,7 +285,6 @@ class FileStore(Store):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._gen = None  # reload lazily from the new generation
         self._collect_garbage(keep={gen, previous})
 
     def _collect_garbage(self, keep: set[str | None]) -> None:
