@@ -13,14 +13,13 @@ from .evidence import Passage, content_chars, numbers, overlap, select_evidence,
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, QueryError
-from .tokenize import tokenize
+from .tokenize import place_names, tokenize
 
 PROMPT_BUDGET = 260  # characters of evidence in an LLM prompt (~160 tokens)
 EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
-_PLACE = re.compile(r"[\u4e00-\u9fff]{1,5}?(?:区|市|县|省|镇|街道)")
 _CITE = re.compile(r"\[(\d+)\]")
 
 
@@ -68,10 +67,9 @@ def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
     anything else is read together with the previous question."""
     previous = history[-1][0].rstrip("？?。 ")
     asked = question.strip()
-    new_place = _PLACE.search(asked)
-    old_place = _PLACE.search(previous)
-    if new_place and old_place and len(content_chars(asked)) <= len(new_place.group()) + 4:
-        return previous.replace(old_place.group(), new_place.group()) + "？"
+    new_places, old_places = place_names(asked), place_names(previous)
+    if new_places and old_places and len(content_chars(asked)) <= len(new_places[0]) + 4:
+        return previous.replace(old_places[0], new_places[0]) + "？"
     return f"{previous}，{asked}"
 
 

@@ -36,6 +36,7 @@ class Config:
     dense_weight: float = 1.0
     bm25_weight: float = 0.5
     rrf_k: int = 10
+    scope_weight: float = 0.5  # bonus for documents issued for a place the question names
     candidates: int = 50  # how deep each ranking is read before fusion
     # Answers
     llm: str = "local"  # local | gguf:<path> | openai | extractive

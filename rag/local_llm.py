@@ -265,6 +265,8 @@ class LocalLlamaServer:
 
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
+        self._server = None
+        self._close_lock = threading.Lock()
         verify_gguf(self.model_path)  # llama.cpp's own error for a bad file is obscure
 
         p = xlc.CommonParams()
@@ -299,7 +301,7 @@ class LocalLlamaServer:
         except RuntimeError:
             # Destroying a server whose task loop never ran would hang (see
             # _wait_ready), so a server that never got ready is left alive, unused.
-            _NEVER_READY.append(self._server)
+            _abandon(self._server)
             self._server = None
             raise
         self.startup_seconds = time.monotonic() - t0
@@ -337,26 +339,61 @@ class LocalLlamaServer:
                         f"{timeout:.0f} s (last answer: {last})")
                 time.sleep(0.1)
 
-    def close(self) -> None:
-        """Stop the server (idempotent). ``shared()`` starts a new one if asked again."""
-        server, self._server = getattr(self, "_server", None), None
-        if server is not None:
-            del server  # xllamacpp stops the HTTP server and frees the model in ~Server
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the server (idempotent); ``shared()`` starts a new one if asked again.
+
+        Waits up to ``timeout`` seconds for requests in flight to finish first: while
+        an HTTP handler waits for a generation, ``~Server`` deadlocks (it stops the
+        task loop, then joins the handler, which waits for that loop while our
+        client thread, needing the GIL to notice anything, is blocked by it). If a
+        request is still running after the timeout, the server is abandoned, still
+        running, rather than risk hanging the process.
+        """
+        with self._close_lock:
+            server = self._server
+            if server is None:
+                return
+            self._server = None
+            deadline = time.monotonic() + timeout
+            while self._busy():
+                if time.monotonic() >= deadline:
+                    _abandon(server)
+                    return
+                time.sleep(0.5)  # /slots is served between decode steps: poll gently
+            del server  # the last reference: ~Server stops the HTTP server, frees the model
+
+    def _busy(self) -> bool:
+        """Whether a slot is generating (answered by the task loop, between steps)."""
+        try:
+            with urllib.request.urlopen(self.address + "/slots", timeout=10) as resp:
+                return any(slot.get("is_processing") for slot in json.load(resp))
+        except (OSError, ValueError, AttributeError):
+            return True  # cannot tell: assume the worst
 
     def __repr__(self) -> str:
         state = self.base_url if self._server is not None else "closed"
         return f"LocalLlamaServer({str(self.model_path)!r}, n_ctx={self.n_ctx}, {state})"
 
     @classmethod
-    def close_all(cls) -> None:
+    def close_all(cls, timeout: float = 10.0) -> None:
         with cls._instances_lock:
             servers = list(cls._instances.values())
             cls._instances.clear()
         for server in servers:
-            server.close()
+            server.close(timeout)
 
 
-_NEVER_READY: list = []  # see LocalLlamaServer.__init__
+def _abandon(server) -> None:
+    """Keep an xllamacpp server alive for the rest of the process, never destroyed:
+    its destructor would hang (see LocalLlamaServer.close). The extra reference
+    count also stops interpreter shutdown from destroying it; the OS ends its threads
+    when the process exits."""
+    import ctypes
+    import warnings
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
+    warnings.warn("a local LLM server could not be stopped safely (a request was still "
+                  "running or it never got ready); it stays up until the process exits",
+                  RuntimeWarning, stacklevel=3)
 
 # Stop the servers before the interpreter tears down modules; leaving it to the
 # garbage collector at shutdown risks llama.cpp threads running into a dead Python.

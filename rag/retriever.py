@@ -17,7 +17,7 @@ from embeddings import Embedder
 from .config import Config
 from .documents import Paragraph
 from .store import Store
-from .tokenize import tokenize
+from .tokenize import issuer_place, place_names, tokenize
 
 
 class QueryError(ValueError):
@@ -76,6 +76,17 @@ class Retriever:
         if cfg.bm25_weight > 0:
             for rank, (pos, _) in enumerate(view.keyword_search(tokenize(query), cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.bm25_weight / (cfg.rrf_k + rank + 1)
+        if cfg.scope_weight > 0:
+            # Documents issued for a place the question names (济南市 → the city's report,
+            # not the district's) are preferred: wording alone cannot tell them apart.
+            named = set(place_names(query))
+            scoped = {d for d, meta in view.manifest.documents.items()
+                      if issuer_place(meta.get("title", "")) in named}
+            if scoped and len(scoped) < len(view.manifest.documents):
+                bonus = cfg.scope_weight / (cfg.rrf_k + 1)
+                for pos in fused:
+                    if view.chunk(pos).doc_id in scoped:
+                        fused[pos] += bonus
         matches: dict[str, list[Match]] = {}
         for pos, score in sorted(fused.items(), key=lambda kv: -kv[1]):
             chunk = view.chunk(pos)

@@ -38,3 +38,18 @@ def tokenize(text: str) -> list[str]:
         if tok and _WORD.search(tok) and tok not in STOPWORDS:
             out.append(tok)
     return out
+
+
+_PLACE = re.compile(r"[\u4e00-\u9fff]{1,5}?(?:省|市|区|县|镇|街道)")
+
+
+def place_names(text: str) -> list[str]:
+    """Place names such as 济南市, 莱芜区, in order (the party prefix 中共 is not part of one)."""
+    return _PLACE.findall(re.sub(r"中共|那么|那", " ", text))
+
+
+def issuer_place(title: str) -> str:
+    """The most specific place of a document's issuing body: 「中共济南市莱芜区委关于…」 → 莱芜区.
+    An official document speaks for that place, which scopes what it can answer."""
+    found = place_names(title.split("关于")[0])
+    return found[-1] if found else ""
