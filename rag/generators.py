@@ -114,11 +114,11 @@ def get_generator(config: Config) -> tuple[Generator, str]:
     if spec == "extractive":
         return ExtractiveGenerator(), ""
     if spec == "local":
-        from .local_llm import ModelCorrupt, ModelNotInstalled, bundled_model_path
+        from .local_llm import INSTALL_COMMAND, ModelCorrupt, ModelNotInstalled, bundled_model_path
         try:
             path = bundled_model_path()
-        except ModelNotInstalled as exc:
-            return ExtractiveGenerator(), FALLBACK_NOTICE.format(reason=str(exc).splitlines()[0])
+        except ModelNotInstalled:
+            return ExtractiveGenerator(), FALLBACK_NOTICE.format(install=INSTALL_COMMAND)
         except ModelCorrupt as exc:
             raise GeneratorError(str(exc)) from None
         return _local_server_generator("local", path, config), ""
