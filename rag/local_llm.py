@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from contextlib import contextmanager
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -243,6 +244,7 @@ class LocalLlamaServer:
 
     _instances: dict[tuple[str, int], "LocalLlamaServer"] = {}
     _instances_lock = threading.Lock()
+    _started: "weakref.WeakSet[LocalLlamaServer]" = weakref.WeakSet()  # for close_all
 
     @classmethod
     def shared(cls, model_path: str | os.PathLike, n_ctx: int = 4096,
@@ -305,6 +307,7 @@ class LocalLlamaServer:
             self._server = None
             raise
         self.startup_seconds = time.monotonic() - t0
+        LocalLlamaServer._started.add(self)
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait until /health is ok and the task loop has answered one request.
@@ -376,9 +379,10 @@ class LocalLlamaServer:
 
     @classmethod
     def close_all(cls, timeout: float = 10.0) -> None:
+        """Close every server this process started (shared or not)."""
         with cls._instances_lock:
-            servers = list(cls._instances.values())
             cls._instances.clear()
+            servers = list(cls._started)
         for server in servers:
             server.close(timeout)
 
@@ -394,6 +398,7 @@ def _abandon(server) -> None:
     warnings.warn("a local LLM server could not be stopped safely (a request was still "
                   "running or it never got ready); it stays up until the process exits",
                   RuntimeWarning, stacklevel=3)
+
 
 # Stop the servers before the interpreter tears down modules; leaving it to the
 # garbage collector at shutdown risks llama.cpp threads running into a dead Python.

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import shlex
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,13 +64,17 @@ def test_wrong_hash_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
     assert leftovers(models) == []  # no temp file, no sidecar
 
 
-def test_bad_cached_file_is_replaced_or_removed(tmp_path, monkeypatch):
-    # A right-sized file that is not the model and has no sidecar (say, copied in by
-    # hand or damaged on disk) is re-hashed, found wrong and removed.
+@pytest.mark.parametrize("size", [
+    12345,
+    # Right size, no sidecar (say, copied in by hand or damaged on disk): it is
+    # re-hashed (a second or more for 1.1 GB), found wrong and removed.
+    pytest.param(MODEL_SIZE, marks=pytest.mark.slow),
+])
+def test_bad_cached_file_is_removed(tmp_path, monkeypatch, size):
     models = tmp_path / "cache" / "models"
     models.mkdir(parents=True)
     with open(models / MODEL_FILENAME, "wb") as fh:
-        fh.truncate(MODEL_SIZE)  # sparse: costs no disk space
+        fh.truncate(size)  # sparse: costs no disk space
     prefix = make_fake_part_packages(tmp_path / "site", monkeypatch, [1, 2])
     with pytest.raises(ModelCorrupt):
         bundled_model_path(tmp_path / "cache",
@@ -208,18 +214,57 @@ def test_server_round_trip_in_chinese(server, model_path):
     assert any("\u4e00" <= ch <= "\u9fff" for ch in text), text
 
 
+def start_request(server: LocalLlamaServer, max_tokens: int) -> tuple[threading.Thread, list]:
+    """POST a chat completion from a thread; wait until a slot is working on it."""
+    results: list = []
+
+    def ask():
+        body = json.dumps({"messages": [{"role": "user", "content": "写一篇关于春天的文章。"}],
+                           "max_tokens": max_tokens}).encode()
+        req = urllib.request.Request(server.base_url + "/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                results.append(json.load(resp)["choices"][0]["message"]["content"])
+        except Exception as exc:  # reported by the test through `results`
+            results.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(server.address + "/slots", timeout=10) as resp:
+            if any(slot["is_processing"] for slot in json.load(resp)):
+                return thread, results
+        time.sleep(0.05)
+    pytest.fail("the request never reached a slot")
+
+
 @pytest.mark.slow
-def test_close_stops_the_server_and_shared_restarts(model_path):
+def test_close_waits_for_the_request_in_flight_then_stops(model_path):
     first = LocalLlamaServer.shared(model_path, n_ctx=512)
-    address = first.base_url.removesuffix("/v1")
-    with urllib.request.urlopen(address + "/health", timeout=5) as resp:
-        assert resp.status == 200
-    first.close()
+    thread, results = start_request(first, max_tokens=8)
+    first.close(timeout=300)  # must neither deadlock nor cut the request off
+    thread.join(60)
+    assert len(results) == 1 and isinstance(results[0], str) and results[0], results
     first.close()  # idempotent
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(address + "/health", timeout=5)
+        urllib.request.urlopen(first.address + "/health", timeout=5)
+
     second = LocalLlamaServer.shared(model_path, n_ctx=512)
     try:
         assert second is not first
     finally:
         second.close()
+
+
+@pytest.mark.slow
+def test_close_abandons_a_busy_server_instead_of_hanging(model_path):
+    server = LocalLlamaServer(model_path, n_ctx=512)
+    thread, results = start_request(server, max_tokens=16)
+    t0 = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="could not be stopped safely"):
+        server.close(timeout=0)
+    assert time.monotonic() - t0 < 5
+    thread.join(300)  # the abandoned server still finishes the request
+    assert len(results) == 1 and isinstance(results[0], str), results
