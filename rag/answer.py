@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from .chunking import split_sentences
 from .engine import Engine
 from .evidence import Passage, content_chars, numbers, overlap, select_evidence, support
-from .generators import ExtractiveGenerator, Generator
+from .generators import Generator
 from .prompts import EXTRACTIVE_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, QueryError
-from .tokenize import place_names, tokenize
+from .tokenize import issuer_place, place_names, tokenize
 
 PROMPT_BUDGET = 260  # characters of evidence in an LLM prompt (~160 tokens)
 EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
@@ -75,7 +75,8 @@ def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
 
 def evidence_strength(question: str, hits: list[Hit]) -> float:
     """How well the best paragraphs cover the question: share of the question's words
-    found in the top three paragraphs, zero if a number the question names is absent.
+    found in the top three paragraphs; zero if a number or a place the question names is
+    absent from them.
 
     Dense similarity alone barely separates answerable from unanswerable questions in
     this domain (every question is about rectification work); missing specifics do.
@@ -83,8 +84,11 @@ def evidence_strength(question: str, hits: list[Hit]) -> float:
     if not hits:
         return 0.0
     text = "".join(h.paragraph.text for h in hits[:3])
+    scopes = {issuer_place(h.doc_title) for h in hits[:3]}
     if not numbers(question) <= numbers(text):
         return 0.0
+    if any(p not in text and p not in scopes for p in place_names(question)):
+        return 0.0  # a place the best paragraphs never mention
     words = set(tokenize(question))
     if not words:
         return 0.0
@@ -142,11 +146,6 @@ class Answerer:
         text, citations, flags, refused = check_citations("".join(raw), passages, standalone)
         if refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
-        if not citations:
-            # Nothing the model wrote could be traced to the documents: quote them instead.
-            flags.append("no sentence of the generated answer was supported; quoted the documents")
-            quoted = "".join(ExtractiveGenerator().generate(standalone, select_evidence(hits, EXTRACT_BUDGET)))
-            text, citations, _, _ = check_citations(quoted, select_evidence(hits, EXTRACT_BUDGET), standalone)
         return finish(text, False, citations, flags)
 
 
@@ -180,7 +179,8 @@ def check_citations(raw: str, passages: list[Passage], question: str
                              f"({', '.join(sorted(unsupported))}): {body}")
                 continue
             cited = [int(n) for n in _CITE.findall(sentence)]
-            scores = {n: support(body, p.hit.paragraph.text) for n, p in by_n.items()}
+            scores = {n: support(body, p.hit.paragraph.text, issuer_place(p.hit.doc_title))
+                      for n, p in by_n.items()}
             valid = sorted({n for n in cited if scores.get(n, 0.0) >= SUPPORT_MIN})
             for n in sorted(set(cited) - set(valid)):
                 reason = "no such passage" if n not in by_n else "the passage does not support it"
@@ -194,10 +194,9 @@ def check_citations(raw: str, passages: list[Passage], question: str
                 flags.append(f"removed an unsupported sentence: {body}")
                 continue
             kept.append((line_no, body, valid))
-    invented = any(f.startswith("removed a sentence with numbers") for f in flags)
-    if not kept and (declined or invented):
-        # The model declined, or every figure it gave is in no retrieved paragraph: the
-        # documents do not state what was asked.
+    if not kept:
+        # The model declined, or nothing it wrote can be traced to the passages (invented
+        # figures, another place's facts): the documents do not state what was asked.
         return "", [], flags, True
     order: dict[int, int] = {}  # passage number → citation number, in order of first use
     for _, _, valid in kept:

@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=int, help="how many paragraphs to retrieve (default 5)")
         p.add_argument("--doc", action="append", metavar="ID", help="only this document (repeatable)")
         _common(p)
+
+    p = sub.add_parser("ui", help="the web interface: chat with cited answers, upload documents",
+                       description="Serve the Gradio app (never a public share link). Builds the index "
+                                   "first if there is none; uploads are saved next to the corpus, in uploads/.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--llm", metavar="GENERATOR",
+                   help="default generator: local | gguf:<path> | openai | extractive")
+    p.add_argument("--base-url", dest="base_url", metavar="URL", help="endpoint for --llm openai")
+    p.add_argument("--model", metavar="NAME", help="model name for --llm openai")
+    _common(p)
     return parser
 
 
@@ -199,7 +211,17 @@ def cmd_chat(engine, args) -> int:
         history = history[-engine.config.max_history_turns:]
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}
+def cmd_ui(engine, args) -> int:
+    from ui.app import launch
+    try:
+        launch(engine, args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"rag: cannot serve on {args.host}:{args.port} ({exc})", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "ui": cmd_ui}
 
 if __name__ == "__main__":
     sys.exit(main())

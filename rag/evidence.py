@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .retriever import Hit
+from .tokenize import place_names
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NOT_CONTENT = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -82,9 +83,30 @@ def overlap(text: str, other: str) -> float:
     return sum(b in o for b in bigrams) / len(bigrams)
 
 
-def support(sentence: str, paragraph: str) -> float:
-    """How much of an answer sentence the paragraph backs: its bigram overlap, and 0 when
-    the sentence states a number the paragraph does not contain."""
-    if not numbers(sentence) <= numbers(paragraph):
+_YEAR = re.compile(r"^(19|20)\d\d$")
+
+
+def numbers_grounded(sentence: str, paragraph: str) -> bool:
+    """Every number of the sentence is in the paragraph, and a figure stated for a year
+    stands in a paragraph sentence that names that year too (so 2022's figure is not
+    passed off as 2023's)."""
+    stated = numbers(sentence)
+    if not stated <= numbers(paragraph):
+        return False
+    years = {n for n in stated if _YEAR.match(n)}
+    figures = stated - years
+    if not years or not figures:
+        return True
+    sentences = [numbers(s) for s in split_sentences(paragraph)]
+    return all(any(f in found and years <= found for found in sentences) for f in figures)
+
+
+def support(sentence: str, paragraph: str, scope: str = "") -> float:
+    """How much of an answer sentence the paragraph backs: its bigram overlap; 0 when the
+    sentence states a number the paragraph does not ground, or names a place that is
+    neither in the paragraph nor the place its document was issued for (``scope``)."""
+    if not numbers_grounded(sentence, paragraph):
+        return 0.0
+    if any(place not in paragraph and place != scope for place in place_names(sentence)):
         return 0.0
     return overlap(sentence, paragraph)

