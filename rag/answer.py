@@ -62,6 +62,16 @@ def is_follow_up(question: str) -> bool:
     return len(question) <= 8 or bool(_FOLLOW_UP.search(question))
 
 
+def keeps_topic(rewritten: str, question: str, previous: str) -> bool:
+    """A small model sometimes answers instead of rewriting, or drops the topic; keep its
+    rewrite only if it is a question-sized text that carries most of the earlier topic."""
+    if len(rewritten) > 80 or rewritten == question:
+        return False
+    topic = set(tokenize(previous)) - set(tokenize(question)) - set(place_names(question))
+    carried = sum(t in rewritten for t in topic)
+    return not topic or carried / len(topic) >= 0.5
+
+
 def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
     """Without an LLM: 「那济南市呢？」 after 「莱芜区如何整改砂石问题」 swaps the place;
     anything else is read together with the previous question."""
@@ -104,8 +114,7 @@ class Answerer:
             return question
         turns = [(q, a[:HISTORY_ANSWER_CHARS]) for q, a in history[-self.engine.config.max_history_turns:]]
         rewritten = self.generator.rewrite(question, turns)
-        # A small model sometimes answers instead of rewriting; keep only a plausible question.
-        if rewritten and len(rewritten) <= 80 and rewritten != question:
+        if rewritten and keeps_topic(rewritten, question, turns[-1][0]):
             return rewritten
         return rule_rewrite(question, turns)
 

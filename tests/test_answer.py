@@ -158,3 +158,11 @@ def test_another_places_facts_are_not_supported():
     laiwu = "区纪委监委收到移交问题线索、移交信访件,已办结45件。"
     assert support("莱芜区已办结45件", laiwu, scope="莱芜区") > 0.5
     assert support("济南市已办结45件", laiwu, scope="莱芜区") == 0.0
+
+
+def test_a_rewrite_that_drops_the_topic_is_not_kept():
+    from rag.answer import keeps_topic
+    previous = "莱芜区如何整改砂石问题"
+    assert keeps_topic("莱芜区整改砂石问题具体设置了几处联合检查点？", "具体设置了几处联合检查点？", previous)
+    assert not keeps_topic("莱芜区设置了几个联合检查点？", "具体设置了几处联合检查点？", previous)
+    assert keeps_topic("济南市如何整改砂石问题？", "那济南市呢？", previous)
