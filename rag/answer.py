@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .engine import Engine
-from .evidence import Passage, content_chars, numbers, overlap, select_evidence, support
+from .evidence import Passage, content_chars, numbers, overlap, select_evidence, shared_bigrams, support
 from .generators import Generator
 from .prompts import EXTRACTIVE_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, QueryError
@@ -227,9 +227,15 @@ def check_citations(raw: str, passages: list[Passage], question: str
     return text, citations, flags, False
 
 
+HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a summary
+
+
 def supporting_sentences(answer_sentence: str, paragraph: str) -> list[str]:
-    """The paragraph's sentences an answer sentence draws on (at least its best one)."""
-    scored = [(overlap(s, answer_sentence), s) for s in split_sentences(paragraph)]
+    """The paragraph's sentences an answer sentence draws on (at least its best one): the
+    mostly-quoted ones, and long ones a summarising sentence takes a phrase from."""
+    scored = [(overlap(s, answer_sentence), shared_bigrams(s, answer_sentence), s)
+              for s in split_sentences(paragraph)]
     if not scored:
         return []
-    return [s for score, s in scored if score >= SUPPORT_MIN] or [max(scored, key=lambda x: x[0])[1]]
+    drawn = [s for share, shared, s in scored if share >= SUPPORT_MIN or shared >= HIGHLIGHT_MIN_SHARED]
+    return drawn or [max(scored, key=lambda x: (x[0], x[1]))[2]]

@@ -74,13 +74,22 @@ def numbers(text: str) -> set[str]:
     return set(_NUMBER.findall(re.sub(r"\[\d+\]", "", text)))
 
 
+def _bigrams(text: str) -> set[str]:
+    s = content_chars(text)
+    return {s[i:i + 2] for i in range(len(s) - 1)}
+
+
 def overlap(text: str, other: str) -> float:
     """Share of the character bigrams of ``text`` that occur in ``other`` (0..1)."""
-    s, o = content_chars(text), content_chars(other)
-    bigrams = {s[i:i + 2] for i in range(len(s) - 1)}
+    bigrams = _bigrams(text)
     if not bigrams:
         return 0.0
+    o = content_chars(other)
     return sum(b in o for b in bigrams) / len(bigrams)
+
+
+def shared_bigrams(text: str, other: str) -> int:
+    return len(_bigrams(text) & _bigrams(other))
 
 
 _YEAR = re.compile(r"^(19|20)\d\d$")

@@ -166,3 +166,12 @@ def test_a_rewrite_that_drops_the_topic_is_not_kept():
     assert keeps_topic("莱芜区整改砂石问题具体设置了几处联合检查点？", "具体设置了几处联合检查点？", previous)
     assert not keeps_topic("莱芜区设置了几个联合检查点？", "具体设置了几处联合检查点？", previous)
     assert keeps_topic("济南市如何整改砂石问题？", "那济南市呢？", previous)
+
+
+def test_a_summary_highlights_the_sentences_it_draws_on():
+    from rag.answer import supporting_sentences
+    summary = "莱芜区成立了砂石资源整治工作专班，设置7处联合检查点。"
+    drawn = supporting_sentences(summary, SAND)
+    assert any("砂石资源整治工作专班" in s for s in drawn)
+    assert any("7处联合检查点" in s for s in drawn)
+    assert "一是强化组织领导。" not in drawn
