@@ -6,6 +6,9 @@ import json
 import os
 import sys
 
+from eval.cli import add_parser as add_eval_parser
+from eval.cli import run as run_eval
+
 from .config import Config, ConfigError
 
 EXIT_USAGE = 2  # bad input: empty query, bad flag, unusable config
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", dest="base_url", metavar="URL", help="endpoint for --llm openai")
     p.add_argument("--model", metavar="NAME", help="model name for --llm openai")
     _common(p)
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "eval":  # builds its own configurations and indexes
+        return run_eval(args)
     from embeddings import EmbeddingError
 
     from .documents import DocumentError
