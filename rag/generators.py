@@ -40,11 +40,18 @@ class Generator(ABC):
         return None
 
 
+PASSAGE_HEADING_CHARS = 16
+
+
 def format_passages(passages: list[Passage]) -> str:
+    """Numbered passages, each labelled with its document (the issuing body part of the
+    title, e.g. 济南市莱芜区委) and its own heading, both cut short: every prompt token
+    costs ~16 ms before the first answer token on two cores."""
     blocks = []
     for p in passages:
-        section = p.hit.paragraph.section[-1][:40] if p.hit.paragraph.section else ""
-        blocks.append(PASSAGE.format(n=p.n, title=p.hit.doc_title, section=section, text=p.text))
+        source = p.hit.doc_title.split("关于")[0].removeprefix("中共") or p.hit.doc_title[:12]
+        heading = p.hit.paragraph.section[-1][:PASSAGE_HEADING_CHARS] if p.hit.paragraph.section else ""
+        blocks.append(PASSAGE.format(n=p.n, source=source, section=heading, text=p.text))
     return "\n".join(blocks)
 
 

@@ -17,7 +17,7 @@ ANSWER_USER = "<资料>\n{passages}\n</资料>\n问题：{question}"
 ANSWER_PROMPT = ChatPromptTemplate.from_messages([("system", ANSWER_SYSTEM), ("human", ANSWER_USER)])
 
 # One passage in the prompt: its number, where it comes from, then the selected sentences.
-PASSAGE = "[{n}]《{title}》{section}\n{text}"
+PASSAGE = "[{n}]（{source}·{section}）{text}"
 
 REWRITE_SYSTEM = (
     "你负责改写追问。根据对话历史，把用户的追问改写成一个意思完整、可以单独理解的问题，"
