@@ -85,8 +85,8 @@ def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
 
 def evidence_strength(question: str, hits: list[Hit]) -> float:
     """How well the best paragraphs cover the question: share of the question's words
-    found in the top three paragraphs; zero if a number or a place the question names is
-    absent from them.
+    found in the top three paragraphs; zero if a number the question names is absent from
+    them, or none of the places it names is in them (or is the place they were issued for).
 
     Dense similarity alone barely separates answerable from unanswerable questions in
     this domain (every question is about rectification work); missing specifics do.
@@ -97,8 +97,9 @@ def evidence_strength(question: str, hits: list[Hit]) -> float:
     scopes = {issuer_place(h.doc_title) for h in hits[:3]}
     if not numbers(question) <= numbers(text):
         return 0.0
-    if any(p not in text and p not in scopes for p in place_names(question)):
-        return 0.0  # a place the best paragraphs never mention
+    places = place_names(question)
+    if places and not any(p in text or p in scopes for p in places):
+        return 0.0  # the question is about a place the best paragraphs never mention
     words = set(tokenize(question))
     if not words:
         return 0.0

@@ -42,7 +42,6 @@ def tokenize(text: str) -> list[str]:
 
 # Words that end like a place but name a kind of area: 城区, 园区, 起步区, 城市…
 _NOT_PLACES = ("城区", "园区", "社区", "景区", "小区", "片区", "起步区", "市区", "城市", "都市", "辖区", "山区")
-_CJK = re.compile(r"^[\u4e00-\u9fff]+$")
 
 
 def place_names(text: str) -> list[str]:
@@ -51,17 +50,18 @@ def place_names(text: str) -> list[str]:
     jieba keeps some names whole (济南市, 钢城区) and splits others (莱芜 + 区, 莱芜 + 区委);
     both shapes are read, and words that only look like places (城区, 起步区) are not.
     """
+    import jieba.posseg
+    _jieba()
     found: list[str] = []
-    tokens = list(_jieba().cut(text))
-    for prev, tok in zip([""] + tokens, tokens):
-        place = ""
-        if tok in {"区", "市", "县", "区委", "市委", "县委"} and len(prev) >= 2 and _CJK.match(prev) \
-                and prev not in STOPWORDS:
-            place = prev + tok[0]
-        elif len(tok) >= 4 and tok.endswith(("市委", "区委", "县委")):
-            place = tok[:-1]
-        elif len(tok) >= 3 and tok.endswith(("市", "区", "县", "省")):
-            place = tok
+    tokens = jieba.posseg.lcut(text)
+    for prev, tok in zip([None] + tokens, tokens):
+        word, place = tok.word, ""
+        if word in {"区", "市", "县", "区委", "市委", "县委"} and prev is not None and prev.flag.startswith("ns"):
+            place = prev.word + word[0]
+        elif len(word) >= 4 and word.endswith(("市委", "区委", "县委")):
+            place = word[:-1]
+        elif len(word) >= 3 and word.endswith(("市", "区", "县", "省")):
+            place = word
         if place and place not in _NOT_PLACES and place not in found:
             found.append(place)
     return found
