@@ -11,16 +11,19 @@ from .chunking import split_sentences
 from .engine import Engine
 from .evidence import Passage, content_chars, numbers, overlap, select_evidence, shared_bigrams, support
 from .generators import Generator
-from .prompts import EXTRACTIVE_LABEL, REFUSAL, REFUSAL_MARKERS
+from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, QueryError
 from .tokenize import issuer_place, place_names, tokenize
 
 PROMPT_BUDGET = 220  # characters of evidence in an LLM prompt (~135 tokens, ~2 s of prefill)
 EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
+QUOTE_BUDGET = 300  # characters quoted under an LLM's summary
+EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
 _CITE = re.compile(r"\[(\d+)\]")
+_FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 
 
 @dataclass
@@ -145,17 +148,32 @@ class Answerer:
                 on_token(refusal)
             return finish(refusal, True, [], ["retrieval evidence below the refusal threshold"])
 
-        budget = PROMPT_BUDGET if self.generator.uses_llm else EXTRACT_BUDGET
-        passages = select_evidence(hits, budget)
+        if self.generator.uses_llm:
+            passages = select_evidence(hits, PROMPT_BUDGET)  # the model picks what it cites
+        else:
+            passages = select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
         raw = []
         for piece in self.generator.generate(standalone, passages):
             timings.setdefault("first_token_s", time.perf_counter() - start)
             raw.append(piece)
             if on_token:
                 on_token(piece)
-        text, citations, flags, refused = check_citations("".join(raw), passages, standalone)
+        draft = "".join(raw)
+        text, citations, flags, refused = check_citations(draft, passages, standalone)
         if refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
+        if self.generator.uses_llm:
+            # The model's summary is short (decoding runs ~25 tokens/s on two cores); the
+            # facts behind it are quoted from the paragraphs it cited, so figures and names
+            # reach the reader verbatim.
+            cited = {c.hit.paragraph.id for c in citations}
+            quoted = [p for p in passages if p.hit.paragraph.id in cited]
+            prompt_number = {p.hit.paragraph.id: p.n for p in quoted}
+            quotes = select_evidence([p.hit for p in quoted], QUOTE_BUDGET, max_passages=len(quoted))
+            # Cite each quote with its passage's number in the prompt, for the check below.
+            lines = [f"{q.text}[{prompt_number[q.hit.paragraph.id]}]" for q in quotes]
+            text, citations, flags, _ = check_citations("\n".join([draft, QUOTES_LABEL, *lines]),
+                                                        passages, standalone)
         return finish(text, False, citations, flags)
 
 
@@ -169,14 +187,15 @@ def check_citations(raw: str, passages: list[Passage], question: str
     flags: list[str] = []
     by_n = {p.n: p for p in passages}
     known_numbers = numbers(question).union(*(numbers(p.hit.paragraph.text) for p in passages))
-    label = ""
-    if raw.startswith(EXTRACTIVE_LABEL):
-        label, raw = EXTRACTIVE_LABEL + "\n", raw[len(EXTRACTIVE_LABEL):]
     kept: list[tuple[int, str, list[int]]] = []  # (line, sentence, passage numbers)
+    labels: dict[int, str] = {}  # lines that are our own labels, kept as they are
     declined = False
     for line_no, line in enumerate(raw.strip().split("\n")):
+        if line.strip() in (EXTRACTIVE_LABEL, QUOTES_LABEL):
+            labels[line_no] = line.strip()
+            continue
         for sentence in split_sentences(line):
-            body = _CITE.sub("", sentence).strip()
+            body = _FRAMING.sub("", _CITE.sub("", sentence).strip())
             if not content_chars(body):
                 continue
             if any(m in body for m in REFUSAL_MARKERS):
@@ -189,17 +208,7 @@ def check_citations(raw: str, passages: list[Passage], question: str
                              f"({', '.join(sorted(unsupported))}): {body}")
                 continue
             cited = [int(n) for n in _CITE.findall(sentence)]
-            scores = {n: support(body, p.hit.paragraph.text, issuer_place(p.hit.doc_title))
-                      for n, p in by_n.items()}
-            valid = sorted({n for n in cited if scores.get(n, 0.0) >= SUPPORT_MIN})
-            for n in sorted(set(cited) - set(valid)):
-                reason = "no such passage" if n not in by_n else "the passage does not support it"
-                flags.append(f"removed [{n}] ({reason}): {body}")
-            if not valid and scores:
-                best = max(scores, key=lambda n: scores[n])
-                if scores[best] >= SUPPORT_MIN:
-                    valid = [best]
-                    flags.append(f"attached [{best}]: {body}")
+            valid = _supporting_passages(body, cited, by_n, question, flags)
             if not valid:
                 flags.append(f"removed an unsupported sentence: {body}")
                 continue
@@ -212,7 +221,7 @@ def check_citations(raw: str, passages: list[Passage], question: str
     for _, _, valid in kept:
         for n in valid:
             order.setdefault(n, len(order) + 1)
-    lines: dict[int, str] = {}
+    lines: dict[int, str] = dict(labels)
     highlights: dict[int, list[str]] = {}
     for i, (line_no, body, valid) in enumerate(kept):
         # A run of sentences backed by the same passages is cited once, at its end.
@@ -223,9 +232,42 @@ def check_citations(raw: str, passages: list[Passage], question: str
             for s in supporting_sentences(body, by_n[n].hit.paragraph.text):
                 if s not in highlights.setdefault(order[n], []):
                     highlights[order[n]].append(s)
-    text = label + "\n".join(lines[k] for k in sorted(lines))
+    text = "\n".join(lines[k] for k in sorted(lines))
     citations = [Citation(new, by_n[old].hit, highlights[new]) for old, new in order.items()]
     return text, citations, flags, False
+
+
+def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], question: str,
+                         flags: list[str]) -> list[int]:
+    """The passages that back a sentence: the cited ones that do, else the best one, else
+    (a sentence comparing two documents) one passage per clause."""
+    def scores(text: str) -> dict[int, float]:
+        return {n: support(text, p.hit.paragraph.text, issuer_place(p.hit.doc_title), question)
+                for n, p in by_n.items()}
+
+    whole = scores(body)
+    valid = sorted({n for n in cited if whole.get(n, 0.0) >= SUPPORT_MIN})
+    for n in sorted(set(cited) - set(valid)):
+        reason = "no such passage" if n not in by_n else "the passage does not support it"
+        flags.append(f"removed [{n}] ({reason}): {body}")
+    if valid or not whole:
+        return valid
+    best = max(whole, key=lambda n: whole[n])
+    if whole[best] >= SUPPORT_MIN:
+        flags.append(f"attached [{best}]: {body}")
+        return [best]
+    clauses = [c for c in re.split(r"[，,；;]", body) if len(content_chars(c)) >= 4]
+    if len(clauses) < 2:
+        return []
+    backing = []
+    for clause in clauses:
+        by_clause = scores(clause)
+        n = max(by_clause, key=lambda n: by_clause[n])
+        if by_clause[n] < SUPPORT_MIN:
+            return []
+        backing.append(n)
+    flags.append(f"attached {sorted(set(backing))} clause by clause: {body}")
+    return sorted(set(backing))
 
 
 HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a summary

@@ -34,15 +34,22 @@ class Passage:
         return "".join(self.sentences)
 
 
-def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3) -> list[Passage]:
+def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_ratio: float = 0.0
+                    ) -> list[Passage]:
     """The best-matching sentences of the best paragraphs, at most ``budget`` characters.
+
+    Only paragraphs scoring at least ``min_ratio`` of the best one are used: a quote from a
+    paragraph that merely shares words with the question is a wrong citation.
 
     Sentences are taken in order of the fused score of the chunk they belong to. A sentence
     longer than the remaining budget is skipped rather than cut, so every quoted sentence
     is whole and can be checked against its paragraph.
     """
     scored: dict[tuple[int, str], float] = {}
+    floor = hits[0].score * min_ratio if hits else 0.0
     for h, hit in enumerate(hits):
+        if hit.score < floor:
+            continue
         for match in hit.matches:
             for sentence in split_sentences(match.text):
                 if sentence.strip() and sentence in hit.paragraph.text:
@@ -97,25 +104,36 @@ _YEAR = re.compile(r"^(19|20)\d\d$")
 
 def numbers_grounded(sentence: str, paragraph: str) -> bool:
     """Every number of the sentence is in the paragraph, and a figure stated for a year
-    stands in a paragraph sentence that names that year too (so 2022's figure is not
+    has that year as the closest year before it in the paragraph (so 2022's figure is not
     passed off as 2023's)."""
     stated = numbers(sentence)
     if not stated <= numbers(paragraph):
         return False
     years = {n for n in stated if _YEAR.match(n)}
-    figures = stated - years
-    if not years or not figures:
+    if not years:
         return True
-    sentences = [numbers(s) for s in split_sentences(paragraph)]
-    return all(any(f in found and years <= found for found in sentences) for f in figures)
+    for figure in stated - years:
+        for m in re.finditer(rf"(?<![\d.]){re.escape(figure)}(?![\d.])", paragraph):
+            before = [y for y in _NUMBER.findall(paragraph[:m.start()]) if _YEAR.match(y)]
+            if not before or before[-1] in years:
+                break
+        else:
+            return False
+    return True
 
 
-def support(sentence: str, paragraph: str, scope: str = "") -> float:
-    """How much of an answer sentence the paragraph backs: its bigram overlap; 0 when the
-    sentence states a number the paragraph does not ground, or names a place that is
-    neither in the paragraph nor the place its document was issued for (``scope``)."""
+def support(sentence: str, paragraph: str, scope: str = "", question: str = "") -> float:
+    """How much of an answer sentence the paragraph backs: the share of its character
+    bigrams found in the paragraph, leaving out those it repeats from the question (a
+    restated question is not a claim); 0 when the sentence states a number the paragraph
+    does not ground, or names a place that is neither in the paragraph nor the place its
+    document was issued for (``scope``)."""
     if not numbers_grounded(sentence, paragraph):
         return 0.0
     if any(place not in paragraph and place != scope for place in place_names(sentence)):
         return 0.0
-    return overlap(sentence, paragraph)
+    claimed = _bigrams(sentence) - _bigrams(question)
+    if not claimed:
+        return overlap(sentence, paragraph)
+    p = content_chars(paragraph)
+    return sum(b in p for b in claimed) / len(claimed)

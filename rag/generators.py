@@ -19,7 +19,7 @@ from .evidence import Passage
 from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, FALLBACK_NOTICE, HISTORY_TURN, PASSAGE,
                       REWRITE_PROMPT)
 
-MAX_ANSWER_TOKENS = 160  # ~4 sentences; decoding runs ~20 tokens/s on two cores
+MAX_ANSWER_TOKENS = 100  # a 1-2 sentence summary; decoding runs ~25 tokens/s on two cores
 MAX_REWRITE_TOKENS = 48
 
 

@@ -175,3 +175,21 @@ def test_a_summary_highlights_the_sentences_it_draws_on():
     assert any("砂石资源整治工作专班" in s for s in drawn)
     assert any("7处联合检查点" in s for s in drawn)
     assert "一是强化组织领导。" not in drawn
+
+
+def test_a_comparison_is_checked_clause_by_clause():
+    laiwu = _hit(1, "全区外贸进出口总额完成120亿元。")
+    jinan = _hit(2, "全市外贸进出口总额2208.9亿元。", doc="b.txt")
+    jinan.doc_title = "中共济南市委关于整改情况的通报"
+    passages = [Passage(1, laiwu, [laiwu.paragraph.text]), Passage(2, jinan, [jinan.paragraph.text])]
+    text, cites, flags, refused = check_citations(
+        "根据资料，莱芜区外贸进出口总额完成120亿元，济南市外贸进出口总额2208.9亿元。", passages, "两地外贸总额分别是多少")
+    assert not refused and text.startswith("莱芜区") and len(cites) == 2
+    _, _, _, refused = check_citations("莱芜区外贸进出口总额完成2208.9亿元。", passages, "问题")
+    assert refused  # the city's figure given as the district's
+
+
+def test_words_repeated_from_the_question_are_not_claims():
+    paragraph = "全面取缔散煤销售点14个。"
+    answer = "莱芜对街头卖煤的摊点清理了14个散煤销售点。"
+    assert support(answer, paragraph, question="莱芜对街头卖煤的摊点清理了多少家？") >= 0.5
