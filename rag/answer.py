@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .chunking import split_sentences
 from .engine import Engine
 from .evidence import Passage, content_chars, numbers, overlap, select_evidence, shared_bigrams, support
-from .generators import Generator
+from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, QueryError
 from .tokenize import issuer_place, place_names, tokenize
@@ -20,9 +20,11 @@ EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
 QUOTE_BUDGET = 300  # characters quoted under an LLM's summary
 EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
+SUPPORT_WITH_FIGURE = 0.3  # the same for a sentence whose figures the paragraph grounds
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
 _CITE = re.compile(r"\[(\d+)\]")
+_YEAR = re.compile(r"^(19|20)\d\d$")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 
 
@@ -162,6 +164,14 @@ class Answerer:
         text, citations, flags, refused = check_citations(draft, passages, standalone)
         if refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
+        if not citations:
+            # The model's wording could not be traced to the passages, but it invented no
+            # figure: the retrieved evidence is shown instead of a possibly wrong summary.
+            flags.append("no generated sentence was supported; quoted the documents instead")
+            quotes = select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
+            quoted = "".join(ExtractiveGenerator().generate(standalone, quotes))
+            text, citations, _, _ = check_citations(quoted, quotes, standalone)
+            return finish(text, False, citations, flags)
         if self.generator.uses_llm:
             # The model's summary is short (decoding runs ~25 tokens/s on two cores); the
             # facts behind it are quoted from the paragraphs it cited, so figures and names
@@ -189,6 +199,7 @@ def check_citations(raw: str, passages: list[Passage], question: str
     known_numbers = numbers(question).union(*(numbers(p.hit.paragraph.text) for p in passages))
     kept: list[tuple[int, str, list[int]]] = []  # (line, sentence, passage numbers)
     labels: dict[int, str] = {}  # lines that are our own labels, kept as they are
+    dropped: list[str] = []  # sentences removed as unsupported
     declined = False
     for line_no, line in enumerate(raw.strip().split("\n")):
         if line.strip() in (EXTRACTIVE_LABEL, QUOTES_LABEL):
@@ -206,16 +217,18 @@ def check_citations(raw: str, passages: list[Passage], question: str
             if unsupported:
                 flags.append(f"removed a sentence with numbers in no retrieved paragraph "
                              f"({', '.join(sorted(unsupported))}): {body}")
+                dropped.append(body)
                 continue
             cited = [int(n) for n in _CITE.findall(sentence)]
             valid = _supporting_passages(body, cited, by_n, question, flags)
             if not valid:
                 flags.append(f"removed an unsupported sentence: {body}")
+                dropped.append(body)
                 continue
             kept.append((line_no, body, valid))
-    if not kept:
-        # The model declined, or nothing it wrote can be traced to the passages (invented
-        # figures, another place's facts): the documents do not state what was asked.
+    if not kept and (declined or any(numbers(b) for b in dropped)):
+        # The model declined, or the figures it gave are in no passage or belong to another
+        # year or place: the documents do not state what was asked.
         return "", [], flags, True
     order: dict[int, int] = {}  # passage number → citation number, in order of first use
     for _, _, valid in kept:
@@ -246,14 +259,17 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
                 for n, p in by_n.items()}
 
     whole = scores(body)
-    valid = sorted({n for n in cited if whole.get(n, 0.0) >= SUPPORT_MIN})
+    # A figure found in the paragraph (and, with a year, bound to it) is strong evidence of
+    # its own, so a sentence stating one needs less wording in common.
+    needed = SUPPORT_WITH_FIGURE if numbers(body) - {y for y in numbers(body) if _YEAR.match(y)} else SUPPORT_MIN
+    valid = sorted({n for n in cited if whole.get(n, 0.0) >= needed})
     for n in sorted(set(cited) - set(valid)):
         reason = "no such passage" if n not in by_n else "the passage does not support it"
         flags.append(f"removed [{n}] ({reason}): {body}")
     if valid or not whole:
         return valid
     best = max(whole, key=lambda n: whole[n])
-    if whole[best] >= SUPPORT_MIN:
+    if whole[best] >= needed:
         flags.append(f"attached [{best}]: {body}")
         return [best]
     clauses = [c for c in re.split(r"[，,；;]", body) if len(content_chars(c)) >= 4]

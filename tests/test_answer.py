@@ -193,3 +193,17 @@ def test_words_repeated_from_the_question_are_not_claims():
     paragraph = "全面取缔散煤销售点14个。"
     answer = "莱芜对街头卖煤的摊点清理了14个散煤销售点。"
     assert support(answer, paragraph, question="莱芜对街头卖煤的摊点清理了多少家？") >= 0.5
+
+
+def test_unsupported_wording_without_figures_is_not_a_refusal():
+    text, cites, flags, refused = check_citations("群众对此非常满意并纷纷点赞。", PASSAGES, "问题")
+    assert (text, cites, refused) == ("", [], False)  # the pipeline quotes the documents instead
+    _, _, _, refused = check_citations("群众满意度达到99%。", PASSAGES, "问题")
+    assert refused  # an invented figure is
+
+
+def test_a_grounded_figure_needs_less_wording_in_common():
+    paragraph = "2022年全市环境空气质量持续改善,PM2.5平均浓度同比改善7.5%。"
+    text, cites, _, refused = check_citations(
+        "济南2022年的雾霾情况比上一年改善了7.5%。", [Passage(1, _hit(1, paragraph), [paragraph])], "济南2022年的雾霾情况比上一年好了多少？")
+    assert not refused and cites and "7.5%" in text
