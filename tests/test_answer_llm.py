@@ -34,6 +34,8 @@ def test_sand_question_cites_the_sand_paragraph(local):
     assert not answer.refused and answer.generator == "local"
     assert answer.citations and "[1]" in answer.answer
     assert any("砂石资源整治工作专班" in c.hit.paragraph.text for c in answer.citations)
+    # The summary is followed by verbatim quotes of the cited paragraph, so key facts appear.
+    assert "原文要点：" in answer.answer and "砂石资源整治工作专班" in answer.answer
     for c in answer.citations:  # every citation resolves to a retrieved paragraph
         assert c.hit.paragraph.id in {h.paragraph.id for h in answer.retrieved}
     assert answer.timings["first_token_s"] <= answer.timings["total_s"]
