@@ -45,8 +45,9 @@ class Config:
     request_timeout: float = 60.0
     max_history_turns: int = 4
     # Below this evidence strength (share of the question's words in the best paragraphs,
-    # 0 when a number the question names is absent) the answer is a refusal. Every
-    # answerable question of eval/questions.jsonl scores >= 0.20 (eval/RESULTS.md).
+    # 0 when a number or place the question names is absent) the answer is a refusal. No
+    # answerable question of eval/questions.jsonl falls below it; two unanswerable ones
+    # do (extractive row of eval/RESULTS.md).
     refusal_threshold: float = 0.15
 
     @classmethod
