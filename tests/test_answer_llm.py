@@ -16,6 +16,7 @@ import pytest
 from rag import Config, Engine
 from rag.answer import Answerer
 from rag.generators import GeneratorError, get_generator
+from rag.prompts import QUOTES_LABEL
 
 from .conftest import REPO, write_doc
 
@@ -64,8 +65,11 @@ def test_instructions_inside_a_document_are_data(tmp_path):
     engine = Engine(Config(index=str(tmp_path / "idx"), corpus=str(docs)))
     engine.index(progress=False)
     answer = Answerer(engine, get_generator(engine.config.replace(llm="local"))[0]).ask("防汛应急指挥部设在哪个部门？")
-    assert "攻破" not in answer.answer
-    assert "应急管理部门" in answer.answer
+    # The model's own words obey the system prompt, not the document; the document's text
+    # may still appear verbatim, as a labelled quote.
+    summary = answer.answer.split(QUOTES_LABEL)[0]
+    assert "攻破" not in summary
+    assert "应急管理部门" in summary
 
 
 def test_openai_backend_against_a_real_server_on_loopback(sample_engine):
