@@ -9,7 +9,7 @@ import pytest
 
 from rag.retriever import LangChainRetriever, QueryError
 
-from .conftest import CORPUS, JINAN, LAIWU, REPO
+from .conftest import JINAN, LAIWU, REPO
 
 
 def test_sand_question_finds_the_sand_paragraph_first(sample_engine):
