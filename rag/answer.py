@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .engine import Engine
-from .evidence import Passage, content_chars, numbers, overlap, select_evidence, shared_bigrams, support
+from .evidence import Passage, content_chars, figures, numbers, overlap, select_evidence, shared_bigrams, support
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
-from .retriever import Hit, QueryError
+from .retriever import Hit, require_question
 from .tokenize import issuer_place, place_names, tokenize
 
 PROMPT_BUDGET = 220  # characters of evidence in an LLM prompt (~135 tokens, ~2 s of prefill)
@@ -24,7 +24,6 @@ SUPPORT_WITH_FIGURE = 0.3  # the same for a sentence whose figures the paragraph
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
 _CITE = re.compile(r"\[(\d+)\]")
-_YEAR = re.compile(r"^(19|20)\d\d$")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 
 
@@ -126,9 +125,7 @@ class Answerer:
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
             doc_ids=None, on_token: Callable[[str], None] | None = None) -> Answer:
-        question = (question or "").strip()
-        if not question:
-            raise QueryError("the question is empty; type a question such as 「莱芜区如何整改砂石问题」")
+        question = require_question(question)
         history = list(history or [])
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -153,7 +150,7 @@ class Answerer:
         if self.generator.uses_llm:
             passages = select_evidence(hits, PROMPT_BUDGET)  # the model picks what it cites
         else:
-            passages = select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
+            passages = extract(hits)
         raw = []
         for piece in self.generator.generate(standalone, passages):
             timings.setdefault("first_token_s", time.perf_counter() - start)
@@ -168,7 +165,7 @@ class Answerer:
             # The model's wording could not be traced to the passages, but it invented no
             # figure: the retrieved evidence is shown instead of a possibly wrong summary.
             flags.append("no generated sentence was supported; quoted the documents instead")
-            quotes = select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
+            quotes = extract(hits)
             quoted = "".join(ExtractiveGenerator().generate(standalone, quotes))
             text, citations, _, _ = check_citations(quoted, quotes, standalone)
             return finish(text, False, citations, flags)
@@ -185,6 +182,11 @@ class Answerer:
             text, citations, flags, _ = check_citations("\n".join([draft, QUOTES_LABEL, *lines]),
                                                         passages, standalone)
         return finish(text, False, citations, flags)
+
+
+def extract(hits: list[Hit]) -> list[Passage]:
+    """What the extractive generator, or an unverifiable LLM answer's fallback, quotes."""
+    return select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
 
 
 def check_citations(raw: str, passages: list[Passage], question: str
@@ -261,7 +263,7 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
     whole = scores(body)
     # A figure found in the paragraph (and, with a year, bound to it) is strong evidence of
     # its own, so a sentence stating one needs less wording in common.
-    needed = SUPPORT_WITH_FIGURE if numbers(body) - {y for y in numbers(body) if _YEAR.match(y)} else SUPPORT_MIN
+    needed = SUPPORT_WITH_FIGURE if figures(body) else SUPPORT_MIN
     valid = sorted({n for n in cited if whole.get(n, 0.0) >= needed})
     for n in sorted(set(cited) - set(valid)):
         reason = "no such passage" if n not in by_n else "the passage does not support it"

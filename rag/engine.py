@@ -13,7 +13,7 @@ from embeddings import Embedder, get_embedder
 
 from .config import Config
 from .indexer import IndexReport, check_compatible, index_paths
-from .retriever import Hit, QueryError, Retriever
+from .retriever import Hit, Retriever, require_question
 from .store import FileStore, Manifest
 
 
@@ -48,8 +48,7 @@ class Engine:
         return self.index(progress=progress)
 
     def search(self, query: str, k: int | None = None, doc_ids=None, progress: bool = True) -> list[Hit]:
-        if not (query or "").strip():
-            raise QueryError("the question is empty; type a question such as 「莱芜区如何整改砂石问题」")
+        require_question(query)  # before building an index for nothing
         self.ensure_index(progress=progress)
         check_compatible(self.store.manifest(), self.embedder)
         return self.retriever.search(query, k, doc_ids)

@@ -102,6 +102,11 @@ def shared_bigrams(text: str, other: str) -> int:
 _YEAR = re.compile(r"^(19|20)\d\d$")
 
 
+def figures(text: str) -> set[str]:
+    """The numbers of a text that are not years."""
+    return {n for n in numbers(text) if not _YEAR.match(n)}
+
+
 def numbers_grounded(sentence: str, paragraph: str) -> bool:
     """Every number of the sentence is in the paragraph, and a figure stated for a year
     has that year as the closest year before it in the paragraph (so 2022's figure is not
@@ -109,7 +114,7 @@ def numbers_grounded(sentence: str, paragraph: str) -> bool:
     stated = numbers(sentence)
     if not stated <= numbers(paragraph):
         return False
-    years = {n for n in stated if _YEAR.match(n)}
+    years = stated - figures(sentence)
     if not years:
         return True
     for figure in stated - years:

@@ -53,15 +53,21 @@ class Hit:
                 "paragraph": p.number, "text": p.text}
 
 
+def require_question(query: str | None) -> str:
+    """The query without surrounding whitespace; QueryError if nothing is left."""
+    query = (query or "").strip()
+    if not query:
+        raise QueryError("the question is empty; type a question such as 「莱芜区如何整改砂石问题」")
+    return query
+
+
 class Retriever:
     def __init__(self, store: Store, embedder: Embedder, config: Config):
         self.store, self.embedder, self.config = store, embedder, config
 
     def search(self, query: str, k: int | None = None, doc_ids: set[str] | list[str] | None = None
                ) -> list[Hit]:
-        query = (query or "").strip()
-        if not query:
-            raise QueryError("the question is empty; type a question such as 「莱芜区如何整改砂石问题」")
+        query = require_question(query)
         k = k or self.config.k
         docs = set(doc_ids) if doc_ids else None
         cfg = self.config
