@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .engine import Engine
-from .evidence import Passage, content_chars, figures, numbers, overlap, select_evidence, shared_bigrams, support
+from .evidence import (Passage, content_chars, dated, figures, numbers, overlap, select_evidence, select_quotes,
+                       shared_bigrams, support)
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, require_question
@@ -21,9 +22,12 @@ QUOTE_BUDGET = 300  # characters quoted under an LLM's summary
 EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a sentence whose figures the paragraph grounds
+SALVAGE_MIN_CHARS = 6  # a clause kept from an unsupported sentence says at least this much
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
 _CITE = re.compile(r"\[(\d+)\]")
+_CLAUSE = re.compile(r"[，,；;]")
+_WHOLE_END = re.compile(r"[。！？!?；;）)\]」”\"]$")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 
 
@@ -85,6 +89,20 @@ def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
     if new_places and old_places and len(content_chars(asked)) <= len(new_places[0]) + 4:
         return previous.replace(old_places[0], new_places[0]) + "？"
     return f"{previous}，{asked}"
+
+
+def trim_truncated(draft: str) -> str:
+    """The draft up to its last whole clause, if the token limit cut it off.
+
+    The model closes its answers with 。 or a citation mark; a draft ending otherwise was
+    cut mid-clause, often mid-number ("出土器物10" for 1000-odd), and that fragment would
+    be checked as an invented figure."""
+    text = draft.rstrip()
+    if not text or _WHOLE_END.search(text):
+        return draft
+    start = max(text.rfind(c) for c in "。！？!?]") + 1  # the unfinished sentence
+    cut = max(text.rfind(c, start) for c in "，,；;、")
+    return text[:cut] + "。" if cut > start else text[:start]
 
 
 def evidence_strength(question: str, hits: list[Hit]) -> float:
@@ -158,7 +176,13 @@ class Answerer:
             if on_token:
                 on_token(piece)
         draft = "".join(raw)
+        if self.generator.uses_llm and trim_truncated(draft) != draft:
+            draft = trim_truncated(draft)
+            truncated = ["the answer reached the token limit; kept its whole clauses"]
+        else:
+            truncated = []
         text, citations, flags, refused = check_citations(draft, passages, standalone)
+        flags = truncated + flags
         if refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
         if not citations:
@@ -176,7 +200,8 @@ class Answerer:
             cited = {c.hit.paragraph.id for c in citations}
             quoted = [p for p in passages if p.hit.paragraph.id in cited]
             prompt_number = {p.hit.paragraph.id: p.n for p in quoted}
-            quotes = select_evidence([p.hit for p in quoted], QUOTE_BUDGET, max_passages=len(quoted))
+            drawn_on = {c.hit.paragraph.id: c.supporting for c in citations}
+            quotes = select_quotes([p.hit for p in quoted], QUOTE_BUDGET, drawn_on)
             # Cite each quote with its passage's number in the prompt, for the check below.
             lines = [f"{q.text}[{prompt_number[q.hit.paragraph.id]}]" for q in quotes]
             text, citations, flags, _ = check_citations("\n".join([draft, QUOTES_LABEL, *lines]),
@@ -216,18 +241,26 @@ def check_citations(raw: str, passages: list[Passage], question: str
                 flags.append(f"model said the documents do not answer: {body}")
                 continue
             unsupported = numbers(body) - known_numbers
+            cited = [int(n) for n in _CITE.findall(sentence)]
+            valid = [] if unsupported else _supporting_passages(body, cited, by_n, question, flags)
+            if valid:
+                kept.append((line_no, body, valid))
+                continue
+            # A sentence joining a right fact and a wrong one (the other document's figure,
+            # an invented date) keeps its supported clauses, each cited on its own.
+            clauses = [c.strip() for c in _CLAUSE.split(body.rstrip("。！？!?"))]
+            backed = [(c, v) for c in clauses if len(content_chars(c)) >= SALVAGE_MIN_CHARS
+                      and (v := _supporting_passages(c, [], by_n, question, []))]
+            if len(clauses) > 1 and backed:
+                flags.append(f"kept {len(backed)} of {len(clauses)} clauses, removed the rest: {body}")
+                kept.extend((line_no, c + "。", v) for c, v in backed)
+                continue
             if unsupported:
                 flags.append(f"removed a sentence with numbers in no retrieved paragraph "
                              f"({', '.join(sorted(unsupported))}): {body}")
-                dropped.append(body)
-                continue
-            cited = [int(n) for n in _CITE.findall(sentence)]
-            valid = _supporting_passages(body, cited, by_n, question, flags)
-            if not valid:
+            else:
                 flags.append(f"removed an unsupported sentence: {body}")
-                dropped.append(body)
-                continue
-            kept.append((line_no, body, valid))
+            dropped.append(body)
     if not kept and (declined or any(numbers(b) for b in dropped)):
         # The model declined, or the figures it gave are in no passage or belong to another
         # year or place: the documents do not state what was asked.
@@ -257,7 +290,7 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
     """The passages that back a sentence: the cited ones that do, else the best one, else
     (a sentence comparing two documents) one passage per clause."""
     def scores(text: str) -> dict[int, float]:
-        return {n: support(text, p.hit.paragraph.text, issuer_place(p.hit.doc_title), question)
+        return {n: support(text, dated(p.hit), issuer_place(p.hit.doc_title), question)
                 for n, p in by_n.items()}
 
     whole = scores(body)
@@ -274,7 +307,7 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
     if whole[best] >= needed:
         flags.append(f"attached [{best}]: {body}")
         return [best]
-    clauses = [c for c in re.split(r"[，,；;]", body) if len(content_chars(c)) >= 4]
+    clauses = [c for c in _CLAUSE.split(body) if len(content_chars(c)) >= 4]
     if len(clauses) < 2:
         return []
     backing = []

@@ -20,6 +20,7 @@ from .tokenize import place_names
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NOT_CONTENT = re.compile(r"[\s\W_]+", re.UNICODE)
 ENUMERATION = re.compile(r"^[一二三四五六七八九十]+是")
+HEADING_CHARS = 16  # an enumerated sentence this short is an item's heading: 一是强化组织领导。
 
 
 @dataclass
@@ -72,6 +73,59 @@ def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_rat
     return passages
 
 
+def select_quotes(hits: list[Hit], budget: int, drawn_on: dict[str, list[str]] | None = None
+                  ) -> list[Passage]:
+    """What is quoted under an LLM's summary from the paragraphs it cited, at most
+    ``budget`` characters, in paragraph order: first the sentences the summary draws on
+    (``drawn_on``: paragraph id → sentences), then those that carry facts (figures, named
+    documents and terms in 《》 or “”) and match the question.
+
+    Each enumerated item of a paragraph (一是…, 二是…) gives its best sentence before any
+    item gives a second one, so a 一是…四是… answer is quoted across all its measures
+    rather than at length on the first. An item's own heading (一是强化组织领导。) is
+    quoted before its sentences, outside the budget, so the answer keeps its structure.
+    """
+    drawn_on = drawn_on or {}
+    candidates = []  # (round, -score, hit, sentence); round 0 holds each item's best sentence
+    headings: dict[tuple[int, int], str] = {}  # (hit, item) → heading sentence
+    item_of: dict[tuple[int, str], int] = {}
+    for h, hit in enumerate(hits):
+        relevance: dict[str, float] = {}
+        for match in hit.matches:
+            for sentence in split_sentences(match.text):
+                relevance[sentence] = max(relevance.get(sentence, 0.0), match.score)
+        top = max(relevance.values(), default=0.0) or 1.0
+        scored: dict[int, list[tuple[float, str]]] = {}
+        item = 0
+        for sentence in split_sentences(hit.paragraph.text):
+            if ENUMERATION.match(sentence):
+                item += 1
+                if len(sentence) <= HEADING_CHARS:
+                    headings[(h, item)] = sentence
+                    continue
+            if not content_chars(sentence):
+                continue
+            facts = len(figures(sentence)) + sentence.count("《") + sentence.count("“")
+            scored.setdefault(item, []).append((relevance.get(sentence, 0.0) / top + min(facts, 2) / 2, sentence))
+            item_of[(h, sentence)] = item
+        for sentences in scored.values():
+            best = max(score for score, _ in sentences)
+            candidates += [(-1 if sentence in drawn_on.get(hit.paragraph.id, ()) else int(score < best),
+                            -score, h, sentence) for score, sentence in sentences]
+    chosen: dict[int, list[str]] = {}
+    used = 0
+    for _, _, h, sentence in sorted(candidates):
+        if used + len(sentence) <= budget and sentence not in chosen.get(h, []):
+            chosen.setdefault(h, []).append(sentence)
+            used += len(sentence)
+    passages = []
+    for h in sorted(chosen):
+        items = {item_of[(h, s)] for s in chosen[h]}
+        quoted = chosen[h] + [headings[(h, i)] for i in sorted(items) if (h, i) in headings]
+        passages.append(Passage(len(passages) + 1, hits[h], sorted(quoted, key=hits[h].paragraph.text.find)))
+    return passages
+
+
 def content_chars(text: str) -> str:
     """Text without whitespace, punctuation and citation marks: what support is measured on."""
     return _NOT_CONTENT.sub("", re.sub(r"\[\d+\]", "", text))
@@ -105,6 +159,20 @@ _YEAR = re.compile(r"^(19|20)\d\d$")
 def figures(text: str) -> set[str]:
     """The numbers of a text that are not years."""
     return {n for n in numbers(text) if not _YEAR.match(n)}
+
+
+_RELATIVE_YEAR = re.compile(r"(前年|去年|今年)")
+_YEARS_BACK = {"前年": 2, "去年": 1, "今年": 0}
+
+
+def dated(hit: Hit) -> str:
+    """The paragraph's text with 今年/去年/前年 written as years counted from its document's
+    date, so that "去年共举办各类培训21次" in a report of February 2021 grounds a
+    sentence giving 21 as 2020's figure. Used for checking only, never shown."""
+    year = hit.doc_date[:4]
+    if not year.isdigit():
+        return hit.paragraph.text
+    return _RELATIVE_YEAR.sub(lambda m: f"{int(year) - _YEARS_BACK[m.group(1)]}年", hit.paragraph.text)
 
 
 def numbers_grounded(sentence: str, paragraph: str) -> bool:

@@ -207,3 +207,44 @@ def test_a_grounded_figure_needs_less_wording_in_common():
     text, cites, _, refused = check_citations(
         "济南2022年的雾霾情况比上一年改善了7.5%。", [Passage(1, _hit(1, paragraph), [paragraph])], "济南2022年的雾霾情况比上一年好了多少？")
     assert not refused and cites and "7.5%" in text
+
+
+def test_a_figure_given_for_last_year_is_grounded_by_the_documents_date():
+    paragraph = "去年共举办各类培训21次,培训党员干部1.4万人次。"
+    hit = _hit(1, paragraph)
+    hit.doc_date = "2021-02-08"
+    passages = [Passage(1, hit, [paragraph])]
+    text, cites, _, refused = check_citations("莱芜区2020年举办各类干部培训21次。", passages, "2020年举办了多少次培训")
+    assert not refused and cites and "21次" in text
+    _, _, _, refused = check_citations("莱芜区2019年举办各类干部培训21次。", passages, "2019年举办了多少次培训")
+    assert refused  # 去年 in a 2021 report is 2020, not 2019
+
+
+def test_an_answer_cut_by_the_token_limit_keeps_its_whole_clauses():
+    from rag.answer import trim_truncated
+    assert trim_truncated("完成考古调查276项，出土器物10") == "完成考古调查276项。"
+    assert trim_truncated("设置了7处联合检查点。[1]成立了专班") == "设置了7处联合检查点。[1]"
+    assert trim_truncated("设置了7处联合检查点。[1]") == "设置了7处联合检查点。[1]"
+    assert trim_truncated("设置了7处联合检查点[1]") == "设置了7处联合检查点[1]"
+
+
+def test_a_sentence_with_one_wrong_clause_keeps_the_right_one():
+    laiwu = _hit(1, "全区空气质量综合指数同比改善12%。")
+    passages = [Passage(1, laiwu, [laiwu.paragraph.text])]
+    text, cites, flags, refused = check_citations(
+        "莱芜区空气质量综合指数同比改善12%，济南市空气质量综合指数同比改善10%。", passages, "两地空气质量分别改善了多少")
+    assert not refused and text == "莱芜区空气质量综合指数同比改善12%。[1]" and len(cites) == 1
+    assert any("kept 1 of 2 clauses" in f for f in flags)
+
+
+def test_quotes_cover_each_enumerated_measure_before_a_second_sentence_of_one():
+    from rag.evidence import select_quotes
+    paragraph = ("一是强化组织领导。区委多次召开常委会专题研究。成立砂石资源整治工作专班,制定6项专项措施。"
+                 "二是坚持严格执法。在高庄、牛泉等镇街设置7处联合检查点。组织各镇街开展集中整治。"
+                 "三是建立长效机制。成立嬴州资源公司,对全区砂石资源集中管理。")
+    hit = _hit(1, paragraph)
+    hit.matches = [Match("在高庄、牛泉等镇街设置7处联合检查点。组织各镇街开展集中整治。", 1.0, 0.9)]
+    quoted = select_quotes([hit], budget=70)[0].sentences
+    assert quoted == ["一是强化组织领导。", "成立砂石资源整治工作专班,制定6项专项措施。",
+                      "二是坚持严格执法。", "在高庄、牛泉等镇街设置7处联合检查点。",
+                      "三是建立长效机制。", "成立嬴州资源公司,对全区砂石资源集中管理。"]
