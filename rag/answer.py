@@ -16,15 +16,16 @@ from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, require_question
 from .tokenize import issuer_place, place_names, tokenize
 
-PROMPT_BUDGET = 220  # characters of evidence in an LLM prompt (~135 tokens, ~2 s of prefill)
+PROMPT_BUDGET = 180  # characters of evidence in an LLM prompt (~120 tokens, ~2.5 s of prefill)
 EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
-QUOTE_BUDGET = 300  # characters quoted under an LLM's summary
+QUOTE_BUDGET = 400  # characters quoted under an LLM's summary (item headings come on top)
 EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a sentence whose figures the paragraph grounds
 SALVAGE_MIN_CHARS = 6  # a clause kept from an unsupported sentence says at least this much
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
-_FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时)|呢[？?]?$")
+_FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块")
+_COMPARING = ("分别", "两地", "两份", "各自", "两个文件")
 _CITE = re.compile(r"\[(\d+)\]")
 _CLAUSE = re.compile(r"[，,；;]")
 _WHOLE_END = re.compile(r"[。！？!?；;）)\]」”\"]$")
@@ -66,18 +67,32 @@ class Answer:
                 "flags": self.flags, "notice": self.notice}
 
 
-def is_follow_up(question: str) -> bool:
-    return len(question) <= 8 or bool(_FOLLOW_UP.search(question))
+def is_follow_up(question: str, previous: str = "") -> bool:
+    """Whether a question leans on the conversation: it is short, opens or ends like a
+    follow-up (那…呢, 其中…, …又是…), or names no place while the previous question did.
+    Each of these documents speaks for one place, so a question without one continues
+    the conversation's."""
+    if len(question) <= 8 or _FOLLOW_UP.search(question):
+        return True
+    return bool(place_names(previous)) and not place_names(question)
+
+
+def is_comparison(question: str) -> bool:
+    """A question about several places or documents at once: 「莱芜区和济南市分别…」, 「两地…」."""
+    return len(set(place_names(question))) > 1 or any(w in question for w in _COMPARING)
 
 
 def keeps_topic(rewritten: str, question: str, previous: str) -> bool:
-    """A small model sometimes answers instead of rewriting, or drops the topic; keep its
-    rewrite only if it is a question-sized text that carries most of the earlier topic."""
+    """A small model sometimes answers instead of rewriting, repeats the earlier question,
+    or drops the topic; keep its rewrite only if it is a question-sized text that carries
+    most of the earlier topic and most of what the follow-up itself adds (「两新」组织)."""
     if len(rewritten) > 80 or rewritten == question:
         return False
-    topic = set(tokenize(previous)) - set(tokenize(question)) - set(place_names(question))
-    carried = sum(t in rewritten for t in topic)
-    return not topic or carried / len(topic) >= 0.5
+    asked, earlier = set(tokenize(question)), set(tokenize(previous))
+    topic = earlier - asked - set(place_names(question))
+    added = asked - earlier
+    return all(not words or sum(w in rewritten for w in words) / len(words) >= 0.5
+               for words in (topic, added))
 
 
 def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
@@ -133,7 +148,7 @@ class Answerer:
         self.engine, self.generator, self.notice = engine, generator, notice
 
     def standalone(self, question: str, history: list[tuple[str, str]]) -> str:
-        if not history or not is_follow_up(question):
+        if not history or not is_follow_up(question, history[-1][0]):
             return question
         turns = [(q, a[:HISTORY_ANSWER_CHARS]) for q, a in history[-self.engine.config.max_history_turns:]]
         rewritten = self.generator.rewrite(question, turns)
@@ -166,7 +181,8 @@ class Answerer:
             return finish(refusal, True, [], ["retrieval evidence below the refusal threshold"])
 
         if self.generator.uses_llm:
-            passages = select_evidence(hits, PROMPT_BUDGET)  # the model picks what it cites
+            # The model picks what it cites; a comparison is shown every document's side.
+            passages = select_evidence(hits, PROMPT_BUDGET, each_document=is_comparison(standalone))
         else:
             passages = extract(hits)
         raw = []
@@ -248,9 +264,15 @@ def check_citations(raw: str, passages: list[Passage], question: str
                 continue
             # A sentence joining a right fact and a wrong one (the other document's figure,
             # an invented date) keeps its supported clauses, each cited on its own.
+            # A clause speaks for the place its sentence names ("济南市…，下设6个…"), and
+            # one the answer already says is not repeated.
             clauses = [c.strip() for c in _CLAUSE.split(body.rstrip("。！？!?"))]
+            places = place_names(body)
+            said = content_chars("".join(b for _, b, _ in kept))
             backed = [(c, v) for c in clauses if len(content_chars(c)) >= SALVAGE_MIN_CHARS
-                      and (v := _supporting_passages(c, [], by_n, question, []))]
+                      and content_chars(c) not in said
+                      and (v := _supporting_passages(c if not places or place_names(c) else places[0] + c,
+                                                     [], by_n, question, []))]
             if len(clauses) > 1 and backed:
                 flags.append(f"kept {len(backed)} of {len(clauses)} clauses, removed the rest: {body}")
                 kept.extend((line_no, c + "。", v) for c, v in backed)

@@ -35,12 +35,14 @@ class Passage:
         return "".join(self.sentences)
 
 
-def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_ratio: float = 0.0
-                    ) -> list[Passage]:
+def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_ratio: float = 0.0,
+                    each_document: bool = False) -> list[Passage]:
     """The best-matching sentences of the best paragraphs, at most ``budget`` characters.
 
     Only paragraphs scoring at least ``min_ratio`` of the best one are used: a quote from a
-    paragraph that merely shares words with the question is a wrong citation.
+    paragraph that merely shares words with the question is a wrong citation. With
+    ``each_document`` (a question comparing documents), the best sentence of each
+    document's best paragraph comes first, so every side of the comparison is shown.
 
     Sentences are taken in order of the fused score of the chunk they belong to. A sentence
     longer than the remaining budget is skipped rather than cut, so every quoted sentence
@@ -56,9 +58,15 @@ def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_rat
                 if sentence.strip() and sentence in hit.paragraph.text:
                     key = (h, sentence)
                     scored[key] = max(scored.get(key, 0.0), match.score)
+    leads: set[tuple[int, str]] = set()  # each document's best sentence, if asked for
+    if each_document:
+        best_of: dict[str, tuple[int, str]] = {}
+        for (h, sentence), score in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0][0])):
+            best_of.setdefault(hits[h].paragraph.doc_id, (h, sentence))
+        leads = set(best_of.values())
     chosen: dict[int, list[str]] = {}
     used = 0
-    for (h, sentence), _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0][0])):
+    for (h, sentence), _ in sorted(scored.items(), key=lambda kv: (kv[0] not in leads, -kv[1], kv[0][0])):
         if h not in chosen and len(chosen) >= max_passages:
             continue
         if used + len(sentence) > budget:
