@@ -16,7 +16,7 @@ from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, require_question
 from .tokenize import issuer_place, place_names, tokenize
 
-PROMPT_BUDGET = 180  # characters of evidence in an LLM prompt (~120 tokens, ~2.5 s of prefill)
+PROMPT_BUDGET = 140  # characters of evidence in an LLM prompt (~100 tokens, ~2 s of prefill)
 EXTRACT_BUDGET = 360  # characters quoted by the extractive generator
 QUOTE_BUDGET = 400  # characters quoted under an LLM's summary (item headings come on top)
 EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
@@ -191,14 +191,11 @@ class Answerer:
             raw.append(piece)
             if on_token:
                 on_token(piece)
-        draft = "".join(raw)
-        if self.generator.uses_llm and trim_truncated(draft) != draft:
-            draft = trim_truncated(draft)
-            truncated = ["the answer reached the token limit; kept its whole clauses"]
-        else:
-            truncated = []
+        whole = "".join(raw)
+        draft = trim_truncated(whole) if self.generator.uses_llm else whole
         text, citations, flags, refused = check_citations(draft, passages, standalone)
-        flags = truncated + flags
+        if draft != whole:
+            flags.insert(0, "the answer reached the token limit; kept its whole clauses")
         if refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
         if not citations:
