@@ -40,7 +40,7 @@ class EvalError(ValueError):
 def rule_rewrite(question: str, history: list[list[str]]) -> str:
     """The standalone question ``rag ask`` searches for a follow-up when no LLM rewrites
     it (``Answerer.standalone`` with the extractive generator): retrieval-only runs use no LLM."""
-    if not history or not is_follow_up(question, history[-1][0]):
+    if not history or not is_follow_up(question):
         return question
     return pipeline_rule_rewrite(question, [tuple(turn) for turn in history])
 

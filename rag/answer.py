@@ -67,13 +67,17 @@ class Answer:
                 "flags": self.flags, "notice": self.notice}
 
 
-def is_follow_up(question: str, previous: str = "") -> bool:
-    """Whether a question leans on the conversation: it is short, opens or ends like a
-    follow-up (那…呢, 其中…, …又是…), or names no place while the previous question did.
-    Each of these documents speaks for one place, so a question without one continues
-    the conversation's."""
-    if len(question) <= 8 or _FOLLOW_UP.search(question):
-        return True
+def is_follow_up(question: str) -> bool:
+    """Whether a question is worded as a follow-up: short, or opening or ending like one
+    (那…呢, 其中…, …又是…)."""
+    return len(question) <= 8 or bool(_FOLLOW_UP.search(question))
+
+
+def may_continue(question: str, previous: str) -> bool:
+    """Whether a question may lean on the previous one without saying so: it names no
+    place while the previous question did. A weaker sign than ``is_follow_up``: the place
+    may simply be one the place tagger does not know (青石镇), so only an LLM rewrite that
+    keeps the topic is used, never the rule."""
     return bool(place_names(previous)) and not place_names(question)
 
 
@@ -148,13 +152,16 @@ class Answerer:
         self.engine, self.generator, self.notice = engine, generator, notice
 
     def standalone(self, question: str, history: list[tuple[str, str]]) -> str:
-        if not history or not is_follow_up(question, history[-1][0]):
+        if not history:
+            return question
+        worded_as_follow_up = is_follow_up(question)
+        if not worded_as_follow_up and not may_continue(question, history[-1][0]):
             return question
         turns = [(q, a[:HISTORY_ANSWER_CHARS]) for q, a in history[-self.engine.config.max_history_turns:]]
         rewritten = self.generator.rewrite(question, turns)
         if rewritten and keeps_topic(rewritten, question, turns[-1][0]):
             return rewritten
-        return rule_rewrite(question, turns)
+        return rule_rewrite(question, turns) if worded_as_follow_up else question
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
             doc_ids=None, on_token: Callable[[str], None] | None = None) -> Answer:
