@@ -35,6 +35,17 @@ class Passage:
         return "".join(self.sentences)
 
 
+def matched_sentences(hit: Hit) -> dict[str, float]:
+    """The sentences of the hit's paragraph that retrieval matched, each with the fused
+    score of the best chunk it is in."""
+    scores: dict[str, float] = {}
+    for match in hit.matches:
+        for sentence in split_sentences(match.text):
+            if sentence.strip() and sentence in hit.paragraph.text:
+                scores[sentence] = max(scores.get(sentence, 0.0), match.score)
+    return scores
+
+
 def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_ratio: float = 0.0,
                     each_document: bool = False) -> list[Passage]:
     """The best-matching sentences of the best paragraphs, at most ``budget`` characters.
@@ -48,25 +59,19 @@ def select_evidence(hits: list[Hit], budget: int, max_passages: int = 3, min_rat
     longer than the remaining budget is skipped rather than cut, so every quoted sentence
     is whole and can be checked against its paragraph.
     """
-    scored: dict[tuple[int, str], float] = {}
     floor = hits[0].score * min_ratio if hits else 0.0
-    for h, hit in enumerate(hits):
-        if hit.score < floor:
-            continue
-        for match in hit.matches:
-            for sentence in split_sentences(match.text):
-                if sentence.strip() and sentence in hit.paragraph.text:
-                    key = (h, sentence)
-                    scored[key] = max(scored.get(key, 0.0), match.score)
+    ranked = sorted(((score, h, sentence) for h, hit in enumerate(hits) if hit.score >= floor
+                     for sentence, score in matched_sentences(hit).items()),
+                    key=lambda x: (-x[0], x[1]))
     leads: set[tuple[int, str]] = set()  # each document's best sentence, if asked for
     if each_document:
         best_of: dict[str, tuple[int, str]] = {}
-        for (h, sentence), score in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0][0])):
+        for _, h, sentence in ranked:
             best_of.setdefault(hits[h].paragraph.doc_id, (h, sentence))
         leads = set(best_of.values())
     chosen: dict[int, list[str]] = {}
     used = 0
-    for (h, sentence), _ in sorted(scored.items(), key=lambda kv: (kv[0] not in leads, -kv[1], kv[0][0])):
+    for _, h, sentence in sorted(ranked, key=lambda x: (x[1], x[2]) not in leads):
         if h not in chosen and len(chosen) >= max_passages:
             continue
         if used + len(sentence) > budget:
@@ -98,10 +103,7 @@ def select_quotes(hits: list[Hit], budget: int, drawn_on: dict[str, list[str]] |
     headings: dict[tuple[int, int], str] = {}  # (hit, item) → heading sentence
     item_of: dict[tuple[int, str], int] = {}
     for h, hit in enumerate(hits):
-        relevance: dict[str, float] = {}
-        for match in hit.matches:
-            for sentence in split_sentences(match.text):
-                relevance[sentence] = max(relevance.get(sentence, 0.0), match.score)
+        relevance = matched_sentences(hit)
         top = max(relevance.values(), default=0.0) or 1.0
         scored: dict[int, list[tuple[float, str]]] = {}
         item = 0
