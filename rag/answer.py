@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from itertools import combinations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .engine import Engine
-from .evidence import (Passage, content_chars, dated, figures, numbers, overlap, select_evidence, select_quotes,
+from .evidence import (Passage, content_chars, dated, dated_text, figures, numbers, overlap, select_evidence, select_quotes,
                        shared_bigrams, support)
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
@@ -75,10 +76,17 @@ def is_follow_up(question: str) -> bool:
 
 def may_continue(question: str, previous: str) -> bool:
     """Whether a question may lean on the previous one without saying so: it names no
-    place while the previous question did. A weaker sign than ``is_follow_up``: the place
-    may simply be one the place tagger does not know (青石镇), so only an LLM rewrite that
-    keeps the topic is used, never the rule."""
+    place while the previous question did. A weaker sign than ``is_follow_up``: it may
+    start a new topic, so without an LLM rewrite that keeps the topic it takes only the
+    previous question's place (``carry_place``), not its topic."""
     return bool(place_names(previous)) and not place_names(question)
+
+
+def carry_place(question: str, previous: str) -> str:
+    """「整改落实方案是哪天审议通过的？」 after a question about 济南市 asks about 济南市:
+    each document speaks for one place, and the same words fit every place's report."""
+    places = place_names(previous)
+    return places[0] + question if len(places) == 1 else question
 
 
 def is_comparison(question: str) -> bool:
@@ -161,7 +169,9 @@ class Answerer:
         rewritten = self.generator.rewrite(question, turns)
         if rewritten and keeps_topic(rewritten, question, turns[-1][0]):
             return rewritten
-        return rule_rewrite(question, turns) if worded_as_follow_up else question
+        if worded_as_follow_up:
+            return rule_rewrite(question, turns)
+        return carry_place(question, turns[-1][0])
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
             doc_ids=None, on_token: Callable[[str], None] | None = None) -> Answer:
@@ -243,7 +253,13 @@ def check_citations(raw: str, passages: list[Passage], question: str
     """
     flags: list[str] = []
     by_n = {p.n: p for p in passages}
-    known_numbers = numbers(question).union(*(numbers(p.hit.paragraph.text) for p in passages))
+    # The model saw only the passages' selected sentences: a figure it states that is in
+    # none of them is invented, even if the paragraph holds it in another context
+    # (「减税退税降费超过1000亿元」 does not ground 1000亿元 as a GDP). Quotes under the
+    # answer come from the whole paragraphs.
+    shown_numbers = numbers(question).union(*(numbers(dated_text(p.text, p.hit.doc_date)) for p in passages))
+    paragraph_numbers = numbers(question).union(*(numbers(p.hit.paragraph.text) for p in passages))
+    known_numbers = shown_numbers
     kept: list[tuple[int, str, list[int]]] = []  # (line, sentence, passage numbers)
     labels: dict[int, str] = {}  # lines that are our own labels, kept as they are
     dropped: list[str] = []  # sentences removed as unsupported
@@ -251,6 +267,8 @@ def check_citations(raw: str, passages: list[Passage], question: str
     for line_no, line in enumerate(raw.strip().split("\n")):
         if line.strip() in (EXTRACTIVE_LABEL, QUOTES_LABEL):
             labels[line_no] = line.strip()
+            if line.strip() == QUOTES_LABEL:
+                known_numbers = paragraph_numbers
             continue
         for sentence in split_sentences(line):
             body = _FRAMING.sub("", _CITE.sub("", sentence).strip())
@@ -334,17 +352,28 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
         flags.append(f"attached [{best}]: {body}")
         return [best]
     clauses = [c for c in _CLAUSE.split(body) if len(content_chars(c)) >= 4]
-    if len(clauses) < 2:
-        return []
     backing = []
-    for clause in clauses:
+    for clause in clauses if len(clauses) > 1 else []:
         by_clause = scores(clause)
         n = max(by_clause, key=lambda n: by_clause[n])
         if by_clause[n] < SUPPORT_MIN:
-            return []
+            break
         backing.append(n)
-    flags.append(f"attached {sorted(set(backing))} clause by clause: {body}")
-    return sorted(set(backing))
+    else:
+        if backing:
+            flags.append(f"attached {sorted(set(backing))} clause by clause: {body}")
+            return sorted(set(backing))
+    # One clause stating two documents' figures (「分别已办结31件和45件」) is backed by two
+    # passages together, if each grounds a figure the other does not.
+    stated = figures(body)
+    for a, b in combinations(sorted(by_n), 2):
+        own_a = stated & figures(by_n[a].hit.paragraph.text)
+        own_b = stated & figures(by_n[b].hit.paragraph.text)
+        if own_a - own_b and own_b - own_a and support(
+                body, dated(by_n[a].hit) + "\n" + dated(by_n[b].hit), "", question) >= needed:
+            flags.append(f"attached [{a}, {b}] together: {body}")
+            return [a, b]
+    return []
 
 
 HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a summary

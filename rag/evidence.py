@@ -179,10 +179,14 @@ def dated(hit: Hit) -> str:
     """The paragraph's text with 今年/去年/前年 written as years counted from its document's
     date, so that "去年共举办各类培训21次" in a report of February 2021 grounds a
     sentence giving 21 as 2020's figure. Used for checking only, never shown."""
-    year = hit.doc_date[:4]
+    return dated_text(hit.paragraph.text, hit.doc_date)
+
+
+def dated_text(text: str, doc_date: str) -> str:
+    year = doc_date[:4]
     if not year.isdigit():
-        return hit.paragraph.text
-    return _RELATIVE_YEAR.sub(lambda m: f"{int(year) - _YEARS_BACK[m.group(1)]}年", hit.paragraph.text)
+        return text
+    return _RELATIVE_YEAR.sub(lambda m: f"{int(year) - _YEARS_BACK[m.group(1)]}年", text)
 
 
 def numbers_grounded(sentence: str, paragraph: str) -> bool:

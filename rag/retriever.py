@@ -6,6 +6,7 @@ as its best chunk. The same retriever is offered to LangChain as a ``BaseRetriev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -17,7 +18,7 @@ from embeddings import Embedder
 from .config import Config
 from .documents import Paragraph
 from .store import Store
-from .tokenize import issuer_place, place_names, tokenize
+from .tokenize import issuer_place, mentions_place, tokenize
 
 
 class QueryError(ValueError):
@@ -70,8 +71,44 @@ class Retriever:
         query = require_question(query)
         k = k or self.config.k
         docs = set(doc_ids) if doc_ids else None
-        cfg = self.config
         view = self.store.view()  # one version of the index for the whole search
+        scopes = [s & docs if docs else s for s in self._place_scopes(query, view)]
+        if len([s for s in scopes if s]) > 1:
+            # A question comparing places (莱芜区和济南市分别…) is searched in each place's
+            # documents and the rankings interleaved, so neither side crowds out the other.
+            rankings = [self._rank(query, view, s, k) for s in scopes if s]
+            ranked = [r for tier in zip_longest(*rankings)
+                      for r in sorted(filter(None, tier), key=lambda r: -r[1][0].score)][:k]
+        else:
+            # One place: its documents are preferred, unless they are all there is.
+            preferred = scopes[0] if len(scopes) == 1 and len(scopes[0]) < len(view.manifest.documents) else set()
+            ranked = self._rank(query, view, docs, k, preferred)
+        documents = view.manifest.documents
+        hits = []
+        for rank, (pid, found) in enumerate(ranked, start=1):
+            paragraph = view.paragraph(pid)
+            meta = documents.get(paragraph.doc_id, {})
+            hits.append(Hit(rank, found[0].score, paragraph, meta.get("title", paragraph.doc_id),
+                            meta.get("date", ""), found))
+        return hits
+
+    @staticmethod
+    def _place_scopes(query: str, view) -> list[set[str]]:
+        """For each place the query names that some documents were issued for (济南市 or
+        just 济南 → the city's report), those documents. Wording alone cannot tell the
+        city's report from the district's: both speak of 济南 and 莱芜."""
+        by_place: dict[str, set[str]] = {}
+        for doc_id, meta in view.manifest.documents.items():
+            place = issuer_place(meta.get("title", ""))
+            if place and mentions_place(query, place):
+                by_place.setdefault(place, set()).add(doc_id)
+        return list(by_place.values())
+
+    def _rank(self, query: str, view, docs: set[str] | None, k: int, preferred: set[str] = frozenset()
+              ) -> list[tuple[str, list[Match]]]:
+        """The k best paragraphs (id, matched chunks best first) by fused chunk scores,
+        with a bonus for chunks of the ``preferred`` documents."""
+        cfg = self.config
         fused: dict[int, float] = {}
         cosines: dict[int, float] = {}
         if cfg.dense_weight > 0:
@@ -82,31 +119,17 @@ class Retriever:
         if cfg.bm25_weight > 0:
             for rank, (pos, _) in enumerate(view.keyword_search(tokenize(query), cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.bm25_weight / (cfg.rrf_k + rank + 1)
-        if cfg.scope_weight > 0:
-            # Documents issued for a place the question names (济南市 → the city's report,
-            # not the district's) are preferred: wording alone cannot tell them apart.
-            named = set(place_names(query))
-            scoped = {d for d, meta in view.manifest.documents.items()
-                      if issuer_place(meta.get("title", "")) in named}
-            if scoped and len(scoped) < len(view.manifest.documents):
-                bonus = cfg.scope_weight / (cfg.rrf_k + 1)
-                for pos in fused:
-                    if view.chunk(pos).doc_id in scoped:
-                        fused[pos] += bonus
+        if preferred and cfg.scope_weight > 0:
+            bonus = cfg.scope_weight / (cfg.rrf_k + 1)
+            for pos in fused:
+                if view.chunk(pos).doc_id in preferred:
+                    fused[pos] += bonus
         matches: dict[str, list[Match]] = {}
         for pos, score in sorted(fused.items(), key=lambda kv: -kv[1]):
             chunk = view.chunk(pos)
             matches.setdefault(chunk.paragraph_id, []).append(Match(chunk.text, score, cosines.get(pos)))
         # A paragraph scores as its best chunk.
-        ranked = sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
-        documents = view.manifest.documents
-        hits = []
-        for rank, (pid, found) in enumerate(ranked, start=1):
-            paragraph = view.paragraph(pid)
-            meta = documents.get(paragraph.doc_id, {})
-            hits.append(Hit(rank, found[0].score, paragraph, meta.get("title", paragraph.doc_id),
-                            meta.get("date", ""), found))
-        return hits
+        return sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
 
 
 class LangChainRetriever(BaseRetriever):

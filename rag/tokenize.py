@@ -40,15 +40,20 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
-# Words that end like a place but name a kind of area: 城区, 园区, 起步区, 城市…
-_NOT_PLACES = ("城区", "园区", "社区", "景区", "小区", "片区", "起步区", "市区", "城市", "都市", "辖区", "山区")
+# Words that end like a place but name a kind of area: 城区, 园区, 起步区, 城市, 乡镇…
+_NOT_PLACES = ("城区", "园区", "社区", "景区", "小区", "片区", "起步区", "市区", "城市", "都市", "辖区", "山区",
+               "城镇", "小城镇", "乡镇", "村镇", "集镇", "街镇", "特色小镇")
+_COUNTY_UP = ("市", "区", "县", "省")
+_TOWN = ("镇", "乡", "街道")
+_NAME_FLAGS = ("ns", "nr", "nz", "n")  # jieba tags a town's name as any of these (青石/n + 镇)
 
 
 def place_names(text: str) -> list[str]:
-    """Place names such as 济南市, 莱芜区, 钢城区, in order of appearance.
+    """Place names such as 济南市, 莱芜区, 钢城区, 雪野街道, 青石镇, in order of appearance.
 
-    jieba keeps some names whole (济南市, 钢城区) and splits others (莱芜 + 区, 莱芜 + 区委);
-    both shapes are read, and words that only look like places (城区, 起步区) are not.
+    jieba keeps some names whole (济南市, 钢城区, 牛泉镇) and splits others (莱芜 + 区,
+    莱芜 + 区委, 青石 + 镇); both shapes are read, and words that only look like places
+    (城区, 起步区, 街镇, 示范镇) are not.
     """
     import jieba.posseg
     _jieba()
@@ -58,9 +63,13 @@ def place_names(text: str) -> list[str]:
         word, place = tok.word, ""
         if word in {"区", "市", "县", "区委", "市委", "县委"} and prev is not None and prev.flag.startswith("ns"):
             place = prev.word + word[0]
+        elif word in _TOWN and prev is not None and len(prev.word) >= 2 and prev.flag in _NAME_FLAGS:
+            place = prev.word + word
         elif len(word) >= 4 and word.endswith(("市委", "区委", "县委")):
             place = word[:-1]
-        elif len(word) >= 3 and word.endswith(("市", "区", "县", "省")):
+        elif len(word) >= 3 and word.endswith(_COUNTY_UP):
+            place = word
+        elif len(word) >= 3 and word.endswith(_TOWN) and tok.flag in _NAME_FLAGS:
             place = word
         if place and place not in _NOT_PLACES and place not in found:
             found.append(place)
@@ -72,3 +81,12 @@ def issuer_place(title: str) -> str:
     An official document speaks for that place, which scopes what it can answer."""
     found = place_names(title.split("关于")[0])
     return found[-1] if found else ""
+
+
+def mentions_place(text: str, place: str) -> bool:
+    """Whether ``text`` names ``place``, also by its bare name: people write 济南 for
+    济南市 and 莱芜 for 莱芜区, which ``place_names`` cannot read as places by itself."""
+    if place in place_names(text):
+        return True
+    stem = place[:-1] if len(place) >= 3 and place.endswith(("市", "区", "县", "镇", "乡")) else ""
+    return bool(stem) and stem in text

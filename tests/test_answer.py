@@ -7,8 +7,9 @@ from rag.answer import Answerer, check_citations, evidence_strength, is_follow_u
 from rag.documents import Paragraph
 from rag.evidence import Passage, select_evidence, support
 from rag.generators import ExtractiveGenerator, format_passages, get_generator
-from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL
+from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL
 from rag.retriever import Hit, Match, QueryError
+from rag.tokenize import place_names
 
 SAND = ("一是强化组织领导。成立由区分管负责人任组长,13个部门、14个街镇、2个国有企业主要负责人作为成员的"
         "砂石资源整治工作专班,制定6项专项措施、5项长效机制。二是坚持严格执法。在高庄、牛泉等镇街设置7处联合检查点。")
@@ -82,13 +83,29 @@ def test_rule_rewrite():
     assert not may_continue("济南市防汛应急指挥部原来设在哪个部门？", "莱芜区如何整改砂石问题")
 
 
-def test_a_question_that_only_may_continue_is_not_joined_by_the_rule(sample_engine):
-    # 青石镇 is a place the tagger does not know: without an LLM to rewrite it, the
-    # question is searched as asked, not glued to the砂石 question before it.
+def test_a_question_that_only_may_continue_takes_the_place_not_the_topic(sample_engine):
+    # Without an LLM to rewrite it, a question that names no place is read in the previous
+    # question's place, but not glued to its topic; one naming a town (青石镇, which jieba
+    # splits into 青石 + 镇) is searched as asked.
     answerer = Answerer(sample_engine, ExtractiveGenerator())
     history = [("莱芜区如何整改砂石问题", "成立了砂石资源整治工作专班。")]
     assert answerer.standalone("青石镇新建了多少处口袋公园？", history) == "青石镇新建了多少处口袋公园？"
     assert answerer.standalone("那济南市呢？", history) == "济南市如何整改砂石问题？"
+    assert answerer.standalone("整改落实方案是哪天审议通过的？", history) == "莱芜区整改落实方案是哪天审议通过的？"
+    both = [("莱芜区和济南市分别由谁任组长？", "…")]
+    assert answerer.standalone("整改落实方案是哪天审议通过的？", both) == "整改落实方案是哪天审议通过的？"
+
+
+def test_place_names_read_towns_and_bare_names():
+    from rag.tokenize import mentions_place
+    assert place_names("青石镇新建了多少处口袋公园？") == ["青石镇"]
+    assert place_names("高庄街道和牛泉镇") == ["高庄街道", "牛泉镇"]
+    # kinds of area, not places
+    assert place_names("各街镇累计投放") == [] and place_names("乡镇卫生院和城镇污水") == []
+    assert place_names("撤镇设街道") == []
+    assert mentions_place("济南在良种培育上有什么打算？", "济南市")
+    assert mentions_place("莱芜生姜在国外的销路怎么样？", "莱芜区")
+    assert not mentions_place("莱芜生姜在国外的销路怎么样？", "济南市")
 
 
 def test_a_rewrite_must_keep_what_the_follow_up_adds():
@@ -229,6 +246,39 @@ def test_a_comparison_is_checked_clause_by_clause():
     assert not refused and text.startswith("莱芜区") and len(cites) == 2
     _, _, _, refused = check_citations("莱芜区外贸进出口总额完成2208.9亿元。", passages, "问题")
     assert refused  # the city's figure given as the district's
+
+
+def test_one_clause_stating_two_documents_figures_cites_both():
+    laiwu = _hit(1, "区纪委监委收到移交问题线索、移交信访件,已办结45件。")
+    jinan = _hit(2, "针对本轮巡视移交问题线索和信访件,目前已办结31件。", doc="b.txt")
+    jinan.doc_title = "中共济南市委关于整改情况的通报"
+    passages = [Passage(1, laiwu, [laiwu.paragraph.text]), Passage(2, jinan, [jinan.paragraph.text])]
+    question = "两份通报中，巡视移交的问题线索和信访件分别已办结多少件？"
+    text, cites, flags, refused = check_citations("巡视移交的问题线索和信访件分别已办结31件和45件。[1]",
+                                                  passages, question)
+    assert not refused and text.endswith("[1][2]") and len(cites) == 2
+    assert any("together" in f for f in flags)
+    # each passage must ground a figure of its own: a figure in neither is still refused
+    _, _, _, refused = check_citations("巡视移交的问题线索和信访件分别已办结31件和46件。", passages, question)
+    assert refused
+
+
+def test_a_figure_in_no_sentence_the_model_was_shown_is_invented():
+    # The paragraph holds 1000亿元, but as a tax cut, in a sentence the prompt did not show:
+    # a model stating it as a GDP made it up.
+    text = "2022年全市实现地区生产总值12027.5亿元。减税退税降费超过1000亿元。"
+    hit = _hit(1, text)
+    hit.doc_title = "中共济南市委关于整改情况的通报"
+    shown = [Passage(1, hit, ["2022年全市实现地区生产总值12027.5亿元。"])]
+    question = "济南新旧动能转换起步区2022年的地区生产总值是多少？"
+    _, _, flags, refused = check_citations("起步区2022年的地区生产总值为1000亿元。[1]", shown, question)
+    assert refused and "1000" in flags[0]
+    _, cites, _, refused = check_citations("2022年全市地区生产总值12027.5亿元。[1]", shown, question)
+    assert not refused and len(cites) == 1
+    # quotes under the answer come from the whole paragraph
+    quoted = check_citations(f"全市地区生产总值12027.5亿元。[1]\n{QUOTES_LABEL}\n减税退税降费超过1000亿元。[1]",
+                             shown, question)
+    assert "1000亿元" in quoted[0]
 
 
 def test_words_repeated_from_the_question_are_not_claims():

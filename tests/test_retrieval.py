@@ -35,6 +35,17 @@ def test_bm25_only_and_dense_only_rankings(sample_engine):
         assert "砂石资源整治工作专班" in r.search("砂石资源整治工作专班由谁组成", k=3)[0].paragraph.text
 
 
+def test_a_comparison_of_places_is_searched_in_each_places_documents(sample_engine):
+    # Both reports hold paragraphs on the leading group; a comparison gets both sides,
+    # the better first, rather than five paragraphs of one report.
+    hits = sample_engine.search("莱芜区和济南市的巡视整改领导小组分别由谁任组长？", k=4)
+    assert [h.paragraph.doc_id for h in hits].count(LAIWU) == 2
+    assert [h.paragraph.doc_id for h in hits].count(JINAN) == 2
+    assert hits[0].paragraph.doc_id != hits[1].paragraph.doc_id  # each side's best comes first
+    # a bare 济南 is read as the city: its report comes first
+    assert sample_engine.search("济南沿着母亲河种了多少树？", k=1)[0].paragraph.doc_id == JINAN
+
+
 def test_empty_query_is_refused(sample_engine):
     for query in ["", "   ", "\n\t"]:
         with pytest.raises(QueryError, match="empty"):
