@@ -14,7 +14,7 @@ from .evidence import (Passage, content_chars, dated, dated_text, figures, numbe
                        shared_bigrams, support)
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
-from .retriever import Hit, require_question
+from .retriever import Hit, fuse, require_question
 from .tokenize import issuer_place, place_names, tokenize
 
 PROMPT_BUDGET = 140  # characters of evidence in an LLM prompt (~100 tokens, ~2 s of prefill)
@@ -24,6 +24,7 @@ EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best 
 SUPPORT_MIN = 0.5  # share of a sentence's character bigrams its cited paragraph must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a sentence whose figures the paragraph grounds
 SALVAGE_MIN_CHARS = 6  # a clause kept from an unsupported sentence says at least this much
+RESTATE_BELOW = 0.5  # share of the question's words in the best paragraph below which the LLM restates it
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
 _FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块")
 _COMPARING = ("分别", "两地", "两份", "各自", "两个文件")
@@ -149,6 +150,11 @@ def evidence_strength(question: str, hits: list[Hit]) -> float:
     places = place_names(question)
     if places and not any(p in text or p in scopes for p in places):
         return 0.0  # the question is about a place the best paragraphs never mention
+    return word_share(question, text)
+
+
+def word_share(question: str, text: str) -> float:
+    """Share of the question's words (jieba tokens, no stop words) found in the text."""
     words = set(tokenize(question))
     if not words:
         return 0.0
@@ -184,6 +190,19 @@ class Answerer:
         t = time.perf_counter()
         hits = self.engine.search(standalone, k, doc_ids)
         timings["retrieve_s"] = time.perf_counter() - t
+        if standalone == question and hits and word_share(question, hits[0].paragraph.text) < RESTATE_BELOW:
+            # Few of the question's words are in the best paragraph: it is likely worded
+            # in everyday language. Search again with the model's restatement in the
+            # documents' own style, and fuse the two rankings. (A follow-up the model has
+            # just rewritten is not restated too: one model call before answering is enough.)
+            t = time.perf_counter()
+            restated = self.generator.restate(standalone)
+            timings["rewrite_s"] += time.perf_counter() - t
+            if restated:
+                t = time.perf_counter()
+                again = self.engine.search(restated, k, doc_ids)
+                hits = fuse([hits, again], k or self.engine.config.k, self.engine.config.rrf_k)
+                timings["retrieve_s"] += time.perf_counter() - t
 
         def finish(text: str, refused: bool, citations: list[Citation], flags: list[str]) -> Answer:
             timings.setdefault("first_token_s", time.perf_counter() - start)

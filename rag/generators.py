@@ -19,10 +19,11 @@ from .config import Config
 from .evidence import Passage
 from .tokenize import issuer_place
 from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, FALLBACK_NOTICE, HISTORY_TURN, PASSAGE,
-                      REWRITE_PROMPT)
+                      RESTATE_PROMPT, REWRITE_PROMPT)
 
 MAX_ANSWER_TOKENS = 100  # a 1-2 sentence summary; decoding runs ~25 tokens/s on two cores
 MAX_REWRITE_TOKENS = 48
+MAX_RESTATE_TOKENS = 40  # one sentence; ~1 s on two cores
 
 
 class GeneratorError(RuntimeError):
@@ -39,6 +40,11 @@ class Generator(ABC):
 
     def rewrite(self, question: str, history: list[tuple[str, str]]) -> str | None:
         """A standalone version of a follow-up question, or None to use the rule."""
+        return None
+
+    def restate(self, question: str) -> str | None:
+        """The question as a sentence in the documents' formal wording, to search with
+        (None: no model to write it)."""
         return None
 
 
@@ -95,6 +101,11 @@ class ChatGenerator(Generator):
         text = "".join(self._stream(REWRITE_PROMPT, MAX_REWRITE_TOKENS, history=turns, question=question))
         text = text.strip().splitlines()[0].strip() if text.strip() else ""
         return text.removeprefix("改写后的问题：").strip("“”\"' ") or None
+
+
+    def restate(self, question):
+        text = "".join(self._stream(RESTATE_PROMPT, MAX_RESTATE_TOKENS, question=question)).strip()
+        return text.splitlines()[0].strip() if text else None
 
 
 class ExtractiveGenerator(Generator):

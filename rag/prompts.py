@@ -33,6 +33,17 @@ REWRITE_PROMPT = ChatPromptTemplate.from_messages([("system", REWRITE_SYSTEM), (
 
 HISTORY_TURN = "问：{question}\n答：{answer}"
 
+# A question in everyday words (「母亲河」, 「不用到处跑」) shares few words with the reports;
+# a sentence in their own formal style finds the paragraph that answers it (as in HyDE).
+# Figures are left out: the model does not know them, and an invented one would match
+# the wrong paragraph.
+RESTATE_SYSTEM = (
+    "你是检索助手。文件是政府整改工作通报。请用通报的公文书面语，写一句可能回答用户问题的原文句子，"
+    "用正式词语代替口语词，保留地名，数字用“若干”代替。只输出这一句。"
+)
+
+RESTATE_PROMPT = ChatPromptTemplate.from_messages([("system", RESTATE_SYSTEM), ("human", "问题：{question}")])
+
 # Fixed texts shown to the user
 REFUSAL = "文档中没有找到能回答“{question}”的内容。"
 REFUSAL_MARKERS = ("没有找到", "未找到", "没有相关", "无法回答", "无法根据", "没有提及", "未提及", "没有提到",

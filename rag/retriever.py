@@ -132,6 +132,30 @@ class Retriever:
         return sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
 
 
+def fuse(rankings: list[list[Hit]], k: int, rrf_k: int) -> list[Hit]:
+    """Several rankings of paragraphs (one question searched in different words) as one,
+    by reciprocal rank; a paragraph keeps the chunks every ranking matched in it."""
+    scores: dict[str, float] = {}
+    found: dict[str, Hit] = {}
+    matches: dict[str, list[Match]] = {}
+    for hits in rankings:
+        for hit in hits:
+            pid = hit.paragraph.id
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (rrf_k + hit.rank)
+            found.setdefault(pid, hit)
+            matches.setdefault(pid, []).extend(hit.matches)
+    best = sorted(scores, key=lambda pid: (-scores[pid], pid))[:k]
+    hits = []
+    for rank, pid in enumerate(best, start=1):
+        # Chunk scores are rescaled to the fused paragraph score, so sentences are chosen
+        # in the fused order of their paragraphs (the best chunk scores as its paragraph).
+        top = max(m.score for m in matches[pid]) or 1.0
+        rescaled = [Match(m.text, scores[pid] * m.score / top, m.cosine) for m in matches[pid]]
+        hits.append(Hit(rank, scores[pid], found[pid].paragraph, found[pid].doc_title, found[pid].doc_date,
+                        sorted(rescaled, key=lambda m: -m.score)))
+    return hits
+
+
 class LangChainRetriever(BaseRetriever):
     """``Retriever`` as a LangChain retriever: one ``Document`` per cited paragraph."""
 

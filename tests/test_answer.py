@@ -281,6 +281,28 @@ def test_a_figure_in_no_sentence_the_model_was_shown_is_invented():
     assert "1000亿元" in quoted[0]
 
 
+def test_rankings_of_one_question_in_two_wordings_are_fused():
+    from rag.retriever import fuse
+    a, b, c = _hit(1, SAND), _hit(2, FLOOD), _hit(3, "第三段。")
+    again = [_hit(1, FLOOD), _hit(2, "第三段。"), _hit(3, "第四段。")]
+    for hit, n in zip(again, (2, 3, 4)):  # the same paragraphs as found by the first search
+        hit.paragraph = Paragraph("a.txt", n, hit.paragraph.text, ("一、整改情况",), 0, len(hit.paragraph.text))
+    fused = fuse([[a, b, c], again], k=3, rrf_k=10)
+    assert [h.paragraph.text for h in fused] == [FLOOD, "第三段。", SAND]  # found by both first
+    assert [h.rank for h in fused] == [1, 2, 3]
+    assert all(x.score > y.score for x, y in zip(fused, fused[1:]))
+    # chunk scores follow the fused order, so the prompt's sentences do too
+    assert fused[0].matches[0].score == fused[0].score and len(fused[0].matches) == 2
+    assert fused[0].matches[0].score > fused[1].matches[0].score
+
+
+def test_word_share_decides_when_a_question_is_restated():
+    from rag.answer import RESTATE_BELOW, word_share
+    laiwu_gov = "全面取缔散煤销售点14个。"
+    assert word_share("莱芜对街头卖煤的摊点清理了多少家？", laiwu_gov) < RESTATE_BELOW
+    assert word_share("莱芜区取缔了多少个散煤销售点？", "莱芜区" + laiwu_gov) >= RESTATE_BELOW
+
+
 def test_words_repeated_from_the_question_are_not_claims():
     paragraph = "全面取缔散煤销售点14个。"
     answer = "莱芜对街头卖煤的摊点清理了14个散煤销售点。"

@@ -57,6 +57,22 @@ def test_follow_up_is_rewritten_and_answered(local):
     assert answer.timings["rewrite_s"] > 0
 
 
+def test_a_question_in_everyday_words_is_restated_and_searched_again(local):
+    # 「良种培育」 is the everyday word; the report says 种业. Few of the question's words
+    # are in the best paragraph, so the model restates it in the reports' style, and the
+    # paragraph on the seed-industry policy is found and cited.
+    question = "济南在良种培育上有什么打算？"
+    plain = local.engine.search(question, k=5)
+    assert "中国北方种业之都" not in plain[0].paragraph.text
+    restated = local.generator.restate(question)
+    assert restated and restated != question and "若干" not in question
+    answer = local.ask(question)
+    assert answer.timings["rewrite_s"] > 0  # the restatement is timed with rewriting
+    assert "中国北方种业之都" in answer.retrieved[0].paragraph.text
+    assert not answer.refused
+    assert any("中国北方种业之都" in c.hit.paragraph.text for c in answer.citations)
+
+
 def test_instructions_inside_a_document_are_data(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
