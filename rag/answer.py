@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from itertools import combinations
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from .chunking import split_sentences
 from .engine import Engine
-from .evidence import (Passage, content_chars, dated, dated_text, figures, numbers, overlap, select_evidence, select_quotes,
-                       shared_bigrams, support)
+from .evidence import (Passage, content_chars, dated, dated_text, figures, numbers, overlap, select_evidence,
+                       select_quotes, shared_bigrams, support)
 from .generators import ExtractiveGenerator, Generator
 from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
 from .retriever import Hit, fuse, require_question
@@ -190,6 +190,7 @@ class Answerer:
         t = time.perf_counter()
         hits = self.engine.search(standalone, k, doc_ids)
         timings["retrieve_s"] = time.perf_counter() - t
+        searched: list[str] = []  # how the question was searched, besides as asked
         if standalone == question and hits and word_share(question, hits[0].paragraph.text) < RESTATE_BELOW:
             # Few of the question's words are in the best paragraph: it is likely worded
             # in everyday language. Search again with the model's restatement in the
@@ -199,6 +200,7 @@ class Answerer:
             restated = self.generator.restate(standalone)
             timings["rewrite_s"] += time.perf_counter() - t
             if restated:
+                searched.append(f"also searched as restated in the documents' style: {restated}")
                 t = time.perf_counter()
                 again = self.engine.search(restated, k, doc_ids)
                 hits = fuse([hits, again], k or self.engine.config.k, self.engine.config.rrf_k)
@@ -208,7 +210,7 @@ class Answerer:
             timings.setdefault("first_token_s", time.perf_counter() - start)
             timings["total_s"] = time.perf_counter() - start
             return Answer(question, standalone, text, refused, self.generator.name, citations, hits,
-                          timings, flags, self.notice)
+                          timings, searched + flags, self.notice)
 
         if evidence_strength(standalone, hits) < self.engine.config.refusal_threshold:
             refusal = REFUSAL.format(question=standalone)

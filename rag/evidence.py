@@ -183,6 +183,7 @@ def dated(hit: Hit) -> str:
 
 
 def dated_text(text: str, doc_date: str) -> str:
+    """``dated`` for any text of a document dated ``doc_date``."""
     year = doc_date[:4]
     if not year.isdigit():
         return text

@@ -102,7 +102,6 @@ class ChatGenerator(Generator):
         text = text.strip().splitlines()[0].strip() if text.strip() else ""
         return text.removeprefix("改写后的问题：").strip("“”\"' ") or None
 
-
     def restate(self, question):
         text = "".join(self._stream(RESTATE_PROMPT, MAX_RESTATE_TOKENS, question=question)).strip()
         return text.splitlines()[0].strip() if text else None

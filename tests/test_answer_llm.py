@@ -68,6 +68,7 @@ def test_a_question_in_everyday_words_is_restated_and_searched_again(local):
     assert restated and restated != question and "若干" not in question
     answer = local.ask(question)
     assert answer.timings["rewrite_s"] > 0  # the restatement is timed with rewriting
+    assert answer.flags[0].startswith("also searched as restated")  # and reported
     assert "中国北方种业之都" in answer.retrieved[0].paragraph.text
     assert not answer.refused
     assert any("中国北方种业之都" in c.hit.paragraph.text for c in answer.citations)
