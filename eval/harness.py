@@ -20,8 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rag import Config, Engine
-from rag.answer import Answerer, is_follow_up
-from rag.answer import rule_rewrite as pipeline_rule_rewrite
+from rag.answer import Answerer, rule_standalone
 from rag.generators import get_generator
 
 from .configs import CONFIGS
@@ -40,9 +39,7 @@ class EvalError(ValueError):
 def rule_rewrite(question: str, history: list[list[str]]) -> str:
     """The standalone question ``rag ask`` searches for a follow-up when no LLM rewrites
     it (``Answerer.standalone`` with the extractive generator): retrieval-only runs use no LLM."""
-    if not history or not is_follow_up(question):
-        return question
-    return pipeline_rule_rewrite(question, [tuple(turn) for turn in history])
+    return rule_standalone(question, [tuple(turn) for turn in history])
 
 
 def pipeline_ask(engine: Engine) -> Ask:

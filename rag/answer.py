@@ -119,6 +119,17 @@ def rule_rewrite(question: str, history: list[tuple[str, str]]) -> str:
     return f"{previous}，{asked}"
 
 
+def rule_standalone(question: str, history: list[tuple[str, str]]) -> str:
+    """The question to search when no LLM rewrites it: a follow-up read with the previous
+    question (``rule_rewrite``), one that only lacks a place given the previous place."""
+    if not history:
+        return question
+    previous = history[-1][0]
+    if is_follow_up(question):
+        return rule_rewrite(question, history)
+    return carry_place(question, previous) if may_continue(question, previous) else question
+
+
 def trim_truncated(draft: str) -> str:
     """The draft up to its last whole clause, if the token limit cut it off.
 
@@ -168,16 +179,13 @@ class Answerer:
     def standalone(self, question: str, history: list[tuple[str, str]]) -> str:
         if not history:
             return question
-        worded_as_follow_up = is_follow_up(question)
-        if not worded_as_follow_up and not may_continue(question, history[-1][0]):
+        if not is_follow_up(question) and not may_continue(question, history[-1][0]):
             return question
         turns = [(q, a[:HISTORY_ANSWER_CHARS]) for q, a in history[-self.engine.config.max_history_turns:]]
         rewritten = self.generator.rewrite(question, turns)
         if rewritten and keeps_topic(rewritten, question, turns[-1][0]):
             return rewritten
-        if worded_as_follow_up:
-            return rule_rewrite(question, turns)
-        return carry_place(question, turns[-1][0])
+        return rule_standalone(question, turns)
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None, k: int | None = None,
             doc_ids=None, on_token: Callable[[str], None] | None = None) -> Answer:
