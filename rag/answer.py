@@ -226,11 +226,12 @@ class Answerer:
                 on_token(refusal)
             return finish(refusal, True, [], ["retrieval evidence below the refusal threshold"])
 
+        comparing = is_comparison(standalone)
         if self.generator.uses_llm:
             # The model picks what it cites; a comparison is shown every document's side.
-            passages = select_evidence(hits, PROMPT_BUDGET, each_document=is_comparison(standalone))
+            passages = select_evidence(hits, PROMPT_BUDGET, each_document=comparing)
         else:
-            passages = extract(hits)
+            passages = extract(hits, comparing)
         raw = []
         for piece in self.generator.generate(standalone, passages):
             timings.setdefault("first_token_s", time.perf_counter() - start)
@@ -242,13 +243,19 @@ class Answerer:
         text, citations, flags, refused = check_citations(draft, passages, standalone)
         if draft != whole:
             flags.insert(0, "the answer reached the token limit; kept its whole clauses")
-        if refused:
+        if refused and comparing:
+            # Retrieval found the places compared, but the model mixed up their figures or
+            # dates (a small model often gives one side's date for both): each side is
+            # quoted instead of refusing.
+            flags.append("the model's comparison did not hold; quoted each document instead")
+        elif refused:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
-        if not citations:
+        if refused or not citations:
             # The model's wording could not be traced to the passages, but it invented no
             # figure: the retrieved evidence is shown instead of a possibly wrong summary.
-            flags.append("no generated sentence was supported; quoted the documents instead")
-            quotes = extract(hits)
+            if not refused:
+                flags.append("no generated sentence was supported; quoted the documents instead")
+            quotes = extract(hits, comparing)
             quoted = "".join(ExtractiveGenerator().generate(standalone, quotes))
             text, citations, _, _ = check_citations(quoted, quotes, standalone)
             return finish(text, False, citations, flags)
@@ -268,9 +275,10 @@ class Answerer:
         return finish(text, False, citations, flags)
 
 
-def extract(hits: list[Hit]) -> list[Passage]:
-    """What the extractive generator, or an unverifiable LLM answer's fallback, quotes."""
-    return select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO)
+def extract(hits: list[Hit], each_document: bool = False) -> list[Passage]:
+    """What the extractive generator, or an unverifiable LLM answer's fallback, quotes
+    (for a comparison, each document's best sentence first)."""
+    return select_evidence(hits, EXTRACT_BUDGET, min_ratio=EXTRACT_MIN_RATIO, each_document=each_document)
 
 
 def check_citations(raw: str, passages: list[Passage], question: str

@@ -11,6 +11,8 @@ from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL
 from rag.retriever import Hit, Match, QueryError
 from rag.tokenize import place_names
 
+from .conftest import JINAN, LAIWU
+
 SAND = ("一是强化组织领导。成立由区分管负责人任组长,13个部门、14个街镇、2个国有企业主要负责人作为成员的"
         "砂石资源整治工作专班,制定6项专项措施、5项长效机制。二是坚持严格执法。在高庄、牛泉等镇街设置7处联合检查点。")
 FLOOD = "将防汛应急指挥部调整设在应急管理部门,新建防汛智慧监测点99处。"
@@ -103,6 +105,8 @@ def test_place_names_read_towns_and_bare_names():
     # kinds of area, not places
     assert place_names("各街镇累计投放") == [] and place_names("乡镇卫生院和城镇污水") == []
     assert place_names("撤镇设街道") == []
+    assert place_names("莱芜区如何推进与济南主城区的规划融合？") == ["莱芜区"]  # one place, not a comparison
+    assert place_names("被巡视区县(功能区)") == [] and place_names("钢城区和历城区") == ["钢城区", "历城区"]
     assert mentions_place("济南在良种培育上有什么打算？", "济南市")
     assert mentions_place("莱芜生姜在国外的销路怎么样？", "莱芜区")
     assert not mentions_place("莱芜生姜在国外的销路怎么样？", "济南市")
@@ -173,6 +177,34 @@ def test_extractive_answer_cites_the_sand_paragraph(sample_engine):
     body = answer.answer
     assert body.index("一是强化组织领导") < body.index("二是建立联动机制")
     assert set(answer.timings) == {"rewrite_s", "retrieve_s", "first_token_s", "total_s"}
+
+
+class ScriptedGenerator(ExtractiveGenerator):
+    """An LLM stand-in that gives one fixed answer. The real model cannot be made to mix
+    up a comparison on demand, so this one fake says what a wrong answer looks like."""
+    name = "scripted"
+    uses_llm = True
+
+    def __init__(self, answer: str):
+        self.answer = answer
+
+    def generate(self, question, passages):
+        yield self.answer
+
+
+def test_a_comparison_the_model_gets_wrong_quotes_each_document(sample_engine):
+    # Both dates are real, but 10月8日 is the city's other meeting: the sentence fails the
+    # check. For a comparison, each document is quoted instead of refusing.
+    question = "莱芜区委常委班子和济南市委常委会分别在什么时候召开巡视整改专题民主生活会？"
+    wrong = "莱芜区委常委班子和济南市委常委会分别在2022年10月8日和2023年1月29日召开专题民主生活会。[1]"
+    answer = Answerer(sample_engine, ScriptedGenerator(wrong)).ask(question)
+    assert not answer.refused and "10月8日和" not in answer.answer
+    assert any("quoted each document" in f for f in answer.flags)
+    assert {c.hit.paragraph.doc_id for c in answer.citations} == {LAIWU, JINAN}
+    # not a comparison: the same kind of failure is a refusal
+    answer = Answerer(sample_engine, ScriptedGenerator("莱芜区在2022年10月8日召开专题民主生活会。[1]")).ask(
+        "莱芜区委常委班子什么时候召开巡视整改专题民主生活会？")
+    assert answer.refused
 
 
 def test_extractive_refuses_below_the_threshold(sample_engine):
