@@ -210,8 +210,11 @@ class Answerer:
             if restated:
                 searched.append(f"also searched as restated in the documents' style: {restated}")
                 t = time.perf_counter()
-                again = self.engine.search(restated, k, doc_ids)
-                hits = fuse([hits, again], k or self.engine.config.k, self.engine.config.rrf_k)
+                # Both rankings are read twice as deep as kept, so a paragraph fifth in one
+                # and sixth in the other is not lost to one that only one of them found.
+                depth = 2 * (k or self.engine.config.k)
+                rankings = [self.engine.search(q, depth, doc_ids) for q in (standalone, restated)]
+                hits = fuse(rankings, k or self.engine.config.k, self.engine.config.rrf_k)
                 timings["retrieve_s"] += time.perf_counter() - t
 
         def finish(text: str, refused: bool, citations: list[Citation], flags: list[str]) -> Answer:
