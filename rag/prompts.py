@@ -33,8 +33,9 @@ REWRITE_PROMPT = ChatPromptTemplate.from_messages([("system", REWRITE_SYSTEM), (
 
 HISTORY_TURN = "问：{question}\n答：{answer}"
 
-# A question in everyday words (「母亲河」, 「不用到处跑」) shares few words with the reports;
-# a sentence in their own formal style finds the paragraph that answers it (as in HyDE).
+# A question in everyday words (「怎么盯住那些还没改完的事」) shares few words with the
+# reports; a sentence in their own formal style (「将密切关注尚未完成整改的事项」) finds the
+# paragraph that answers it more often (as in HyDE).
 # Figures are left out: the model does not know them, and an invented one would match
 # the wrong paragraph.
 RESTATE_SYSTEM = (
