@@ -195,8 +195,12 @@ class Answerer:
         start = time.perf_counter()
         standalone = self.standalone(question, history)
         timings["rewrite_s"] = time.perf_counter() - start
+        keep = k or self.engine.config.k
+        # Read twice as deep as kept, for fusion with a restated search below: a paragraph
+        # fifth in one ranking and sixth in the other is not lost to one only one found.
         t = time.perf_counter()
-        hits = self.engine.search(standalone, k, doc_ids)
+        ranking = self.engine.search(standalone, 2 * keep, doc_ids)
+        hits = ranking[:keep]
         timings["retrieve_s"] = time.perf_counter() - t
         searched: list[str] = []  # how the question was searched, besides as asked
         if standalone == question and hits and word_share(question, hits[0].paragraph.text) < RESTATE_BELOW:
@@ -210,11 +214,8 @@ class Answerer:
             if restated:
                 searched.append(f"also searched as restated in the documents' style: {restated}")
                 t = time.perf_counter()
-                # Both rankings are read twice as deep as kept, so a paragraph fifth in one
-                # and sixth in the other is not lost to one that only one of them found.
-                depth = 2 * (k or self.engine.config.k)
-                rankings = [self.engine.search(q, depth, doc_ids) for q in (standalone, restated)]
-                hits = fuse(rankings, k or self.engine.config.k, self.engine.config.rrf_k)
+                again = self.engine.search(restated, 2 * keep, doc_ids)
+                hits = fuse([ranking, again], keep, self.engine.config.rrf_k)
                 timings["retrieve_s"] += time.perf_counter() - t
 
         def finish(text: str, refused: bool, citations: list[Citation], flags: list[str]) -> Answer:
@@ -246,18 +247,15 @@ class Answerer:
         text, citations, flags, refused = check_citations(draft, passages, standalone)
         if draft != whole:
             flags.insert(0, "the answer reached the token limit; kept its whole clauses")
-        if refused and comparing:
-            # Retrieval found the places compared, but the model mixed up their figures or
-            # dates (a small model often gives one side's date for both): each side is
-            # quoted instead of refusing.
-            flags.append("the model's comparison did not hold; quoted each document instead")
-        elif refused:
+        if refused and not comparing:
             return finish(REFUSAL.format(question=standalone), True, [], flags)
         if refused or not citations:
             # The model's wording could not be traced to the passages, but it invented no
-            # figure: the retrieved evidence is shown instead of a possibly wrong summary.
-            if not refused:
-                flags.append("no generated sentence was supported; quoted the documents instead")
+            # figure; or, in a comparison whose places retrieval found, it mixed up their
+            # figures or dates (a small model often gives one side's date for both). The
+            # retrieved evidence is shown instead of a possibly wrong summary.
+            flags.append("the model's comparison did not hold; quoted each document instead" if refused
+                         else "no generated sentence was supported; quoted the documents instead")
             quotes = extract(hits, comparing)
             quoted = "".join(ExtractiveGenerator().generate(standalone, quotes))
             text, citations, _, _ = check_citations(quoted, quotes, standalone)
@@ -391,18 +389,21 @@ def _supporting_passages(body: str, cited: list[int], by_n: dict[int, Passage], 
     if whole[best] >= needed:
         flags.append(f"attached [{best}]: {body}")
         return [best]
-    clauses = [c for c in _CLAUSE.split(body) if len(content_chars(c)) >= 4]
-    backing = []
-    for clause in clauses if len(clauses) > 1 else []:
-        by_clause = scores(clause)
-        n = max(by_clause, key=lambda n: by_clause[n])
-        if by_clause[n] < SUPPORT_MIN:
-            break
-        backing.append(n)
-    else:
-        if backing:
-            flags.append(f"attached {sorted(set(backing))} clause by clause: {body}")
-            return sorted(set(backing))
+    def clause_by_clause() -> list[int]:
+        """Each clause's best passage, if every clause of a compound sentence has one."""
+        clauses = [c for c in _CLAUSE.split(body) if len(content_chars(c)) >= 4]
+        backing = set()
+        for clause in clauses if len(clauses) > 1 else []:
+            by_clause = scores(clause)
+            n = max(by_clause, key=lambda n: by_clause[n])
+            if by_clause[n] < SUPPORT_MIN:
+                return []
+            backing.add(n)
+        return sorted(backing)
+
+    if backing := clause_by_clause():
+        flags.append(f"attached {backing} clause by clause: {body}")
+        return backing
     # One clause stating two documents' figures (「分别已办结31件和45件」) is backed by two
     # passages together, if each grounds a figure the other does not.
     stated = figures(body)
