@@ -18,6 +18,7 @@ from .retriever import Hit
 from .tokenize import place_names
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_ITEM_NUMBER = re.compile(r"^\s*[(（]?\d{1,3}[)）.、．](?!\d)", re.MULTILINE)  # 16.针对… (12)推动…
 _NOT_CONTENT = re.compile(r"[\s\W_]+", re.UNICODE)
 ENUMERATION = re.compile(r"^[一二三四五六七八九十]+是")
 HEADING_CHARS = 16  # an enumerated sentence this short is an item's heading: 一是强化组织领导。
@@ -142,7 +143,9 @@ def content_chars(text: str) -> str:
 
 
 def numbers(text: str) -> set[str]:
-    return set(_NUMBER.findall(re.sub(r"\[\d+\]", "", text)))
+    """The numbers a text states: not its citation marks, nor the item number a line opens
+    with (「16.针对…的问题:」 numbers a list item; it grounds no "16处")."""
+    return set(_NUMBER.findall(_ITEM_NUMBER.sub("", re.sub(r"\[\d+\]", "", text))))
 
 
 def _bigrams(text: str) -> set[str]:

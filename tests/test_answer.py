@@ -394,3 +394,15 @@ def test_quotes_cover_each_enumerated_measure_before_a_second_sentence_of_one():
     assert quoted == ["一是强化组织领导。", "成立砂石资源整治工作专班,制定6项专项措施。",
                       "二是坚持严格执法。", "在高庄、牛泉等镇街设置7处联合检查点。",
                       "三是建立长效机制。", "成立嬴州资源公司,对全区砂石资源集中管理。"]
+
+
+def test_an_item_number_grounds_no_figure():
+    # 「16.针对…」 numbers an item of the city's report; it is not a count of anything.
+    item = "16.针对“山体修复治理不力”的问题:一是加快推进历史遗留矿山修复,目前已完成验收8处。"
+    passages = [Passage(1, _hit(1, item), [item])]
+    _, _, flags, refused = check_citations("历史遗留矿山共关停了16处[1]。", passages, "关停了多少处采石场")
+    assert refused and any("16" in f for f in flags)
+    text, cites, _, refused = check_citations("历史遗留矿山已完成验收8处[1]。", passages, "完成了多少处修复")
+    assert not refused and cites and "8处" in text
+    text, cites, _, _ = check_citations(f"{QUOTES_LABEL}\n{item}[1]", passages, "问题")
+    assert text.endswith(item + "[1]")  # the item quoted as it stands keeps its number
