@@ -13,7 +13,7 @@ from .engine import Engine
 from .evidence import (Passage, content_chars, dated, dated_text, figures, numbers, overlap, select_evidence,
                        select_quotes, shared_bigrams, support)
 from .generators import ExtractiveGenerator, Generator
-from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS
+from .prompts import EXTRACTIVE_LABEL, QUOTES_LABEL, REFUSAL, REFUSAL_MARKERS, UNVERIFIED_LABEL
 from .retriever import Hit, fuse, require_question
 from .tokenize import issuer_place, place_names, tokenize
 
@@ -257,7 +257,7 @@ class Answerer:
             flags.append("the model's comparison did not hold; quoted each document instead" if refused
                          else "no generated sentence was supported; quoted the documents instead")
             quotes = extract(hits, comparing)
-            quoted = "".join(ExtractiveGenerator().generate(standalone, quotes))
+            quoted = "".join(ExtractiveGenerator(UNVERIFIED_LABEL).generate(standalone, quotes))
             text, citations, _, _ = check_citations(quoted, quotes, standalone)
             return finish(text, False, citations, flags)
         if self.generator.uses_llm:
@@ -303,7 +303,7 @@ def check_citations(raw: str, passages: list[Passage], question: str
     dropped: list[str] = []  # sentences removed as unsupported
     declined = False
     for line_no, line in enumerate(raw.strip().split("\n")):
-        if line.strip() in (EXTRACTIVE_LABEL, QUOTES_LABEL):
+        if line.strip() in (EXTRACTIVE_LABEL, UNVERIFIED_LABEL, QUOTES_LABEL):
             labels[line_no] = line.strip()
             if line.strip() == QUOTES_LABEL:
                 known_numbers = paragraph_numbers

@@ -114,8 +114,11 @@ class ExtractiveGenerator(Generator):
     name = "extractive"
     uses_llm = False
 
+    def __init__(self, label: str = EXTRACTIVE_LABEL):
+        self.label = label  # what the quotes are said to be, on the first line
+
     def generate(self, question, passages):
-        yield EXTRACTIVE_LABEL + "\n"
+        yield self.label + "\n"
         for p in passages:
             yield "".join(f"{s}[{p.n}]" for s in p.sentences) + "\n"
 

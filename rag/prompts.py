@@ -50,5 +50,7 @@ REFUSAL = "文档中没有找到能回答“{question}”的内容。"
 REFUSAL_MARKERS = ("没有找到", "未找到", "没有相关", "无法回答", "无法根据", "没有提及", "未提及", "没有提到",
                    "未提到", "不能回答", "没有给出", "未给出", "没有说明", "未说明")
 EXTRACTIVE_LABEL = "（未使用大模型：以下为从文档中摘录的原文句子）"
+# The model answered, but nothing it said could be traced to the documents.
+UNVERIFIED_LABEL = "（大模型的回答未能在文档中核实：以下为从文档中摘录的原文句子）"
 QUOTES_LABEL = "原文要点："
 FALLBACK_NOTICE = "本地大模型未安装，已改用摘录模式回答。安装方法：{install}"

@@ -7,7 +7,7 @@ from rag.answer import Answerer, check_citations, evidence_strength, is_follow_u
 from rag.documents import Paragraph
 from rag.evidence import Passage, select_evidence, support
 from rag.generators import ExtractiveGenerator, format_passages, get_generator
-from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL
+from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL, UNVERIFIED_LABEL
 from rag.retriever import Hit, Match, QueryError
 from rag.tokenize import place_names
 
@@ -200,6 +200,7 @@ def test_a_comparison_the_model_gets_wrong_quotes_each_document(sample_engine):
     answer = Answerer(sample_engine, ScriptedGenerator(wrong)).ask(question)
     assert not answer.refused and "10月8日和" not in answer.answer
     assert any("quoted each document" in f for f in answer.flags)
+    assert answer.answer.startswith(UNVERIFIED_LABEL)  # the model was used: not "未使用大模型"
     assert {c.hit.paragraph.doc_id for c in answer.citations} == {LAIWU, JINAN}
     # not a comparison: the same kind of failure is a refusal
     answer = Answerer(sample_engine, ScriptedGenerator("莱芜区在2022年10月8日召开专题民主生活会。[1]")).ask(
