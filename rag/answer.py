@@ -197,7 +197,7 @@ class Answerer:
         timings["rewrite_s"] = time.perf_counter() - start
         keep = k or self.engine.config.k
         # Read twice as deep as kept, for fusion with a restated search below: a paragraph
-        # fifth in one ranking and sixth in the other is not lost to one only one found.
+        # sixth in one ranking and second in the other must still count both ranks.
         t = time.perf_counter()
         ranking = self.engine.search(standalone, 2 * keep, doc_ids)
         hits = ranking[:keep]

@@ -65,7 +65,7 @@ def test_a_question_in_everyday_words_is_restated_and_searched_again(local):
     plain = local.engine.search(question, k=5)
     assert "中国北方种业之都" not in plain[0].paragraph.text
     restated = local.generator.restate(question)
-    assert restated and restated != question and "若干" not in question
+    assert restated and restated != question
     answer = local.ask(question)
     assert answer.timings["rewrite_s"] > 0  # the restatement is timed with rewriting
     assert answer.flags[0].startswith("also searched as restated")  # and reported
