@@ -49,6 +49,16 @@ class Config:
     # answerable question of eval/questions.jsonl falls below it; two unanswerable ones
     # do (extractive row of eval/RESULTS.md).
     refusal_threshold: float = 0.15
+    # Server (rag serve / rag ui): what it offers and how much work one request may ask for
+    generators: str = ""  # comma-separated generator names offered; "" = llm, then extractive
+    api_key: str = ""  # Bearer token for the API and the UI's password (RAG_API_KEY); required off loopback
+    max_request_bytes: int = 1024 * 1024  # a larger API request body gets 413 (uploads: their own limit)
+    max_messages: int = 50  # messages in one chat request; a conversation is its last few turns anyway
+    max_message_chars: int = 4000  # characters in one message (earlier answers included)
+    # Answers are serialised (one LLM call at a time on 2 cores). A request that would wait
+    # longer than this for its turn gets 429 with Retry-After instead of hanging.
+    queue_wait_s: float = 60.0
+    max_queue: int = 32  # requests waiting for a turn; one more gets 429 at once
 
     @classmethod
     def load(cls, config_file: str | os.PathLike | None = None,

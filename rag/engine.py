@@ -1,33 +1,44 @@
-"""The core object: one configuration, one index, its retriever (and, later, answers).
+"""The core object: one configuration, one index, its retriever, and the answers.
 
     engine = Engine(Config.load())
     engine.index()                      # incremental; builds the index the first time
     hits = engine.search("莱芜区如何整改砂石问题", k=5)
+    answer = engine.ask("那济南市呢？", history=[("莱芜区如何整改砂石问题", "…")])
+
+The CLI, the UI, the API server, ``rag eval`` and ``bench/`` all answer through
+``Engine.ask`` / ``Engine.answerer``; backends are chosen by name in ``rag.factory``.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from embeddings import Embedder, get_embedder
+from embeddings import Embedder
 
 from .config import Config
+from .factory import GeneratorPool, make_embedder
 from .indexer import IndexReport, check_compatible, index_paths
 from .retriever import Hit, Retriever, require_question
 from .store import FileStore, Manifest
 
+if TYPE_CHECKING:  # answer.py imports this module
+    from .answer import Answer, Answerer
+
 
 class Engine:
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: Config | None = None, embedder: Embedder | None = None):
         self.config = config or Config()
         self.store = FileStore(self.config.index)
-        self._embedder: Embedder | None = None
+        self._embedder = embedder  # None: the configured backend, loaded on first use
         self._write_lock = threading.Lock()  # one index write at a time within a process
+        self.generators = GeneratorPool(self.config)  # each generator built once, shared
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = get_embedder(self.config.embedding)
+            self._embedder = make_embedder(self.config)
         return self._embedder
 
     @property
@@ -52,6 +63,19 @@ class Engine:
         self.ensure_index(progress=progress)
         check_compatible(self.store.manifest(), self.embedder)
         return self.retriever.search(query, k, doc_ids)
+
+    def answerer(self, llm: str | None = None) -> "Answerer":
+        """The assistant answering with generator ``llm`` (default: ``config.llm``);
+        raises GeneratorError when that generator cannot be built."""
+        from .answer import Answerer
+        generator, notice = self.generators.get(llm)
+        return Answerer(self, generator, notice)
+
+    def ask(self, question: str, history: list[tuple[str, str]] | None = None, llm: str | None = None,
+            k: int | None = None, doc_ids=None, on_token: Callable[[str], None] | None = None) -> "Answer":
+        """A checked, cited answer; ``history`` holds the earlier (question, answer) turns,
+        ``on_token`` receives the draft as it is generated."""
+        return self.answerer(llm).ask(question, history, k, doc_ids, on_token=on_token)
 
     def manifest(self) -> Manifest:
         self.ensure_index()

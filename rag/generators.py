@@ -1,4 +1,4 @@
-"""Answer generators, one interface, chosen by a string (``--llm`` / config / ``RAG_LLM``):
+"""Answer generators, one interface, chosen by a string in ``rag.factory`` (``--llm`` / config / ``RAG_LLM``):
 
     local        Qwen2.5-Coder-1.5B-Instruct Q4_K_M, bundled, served in-process by xllamacpp
     gguf:<path>  a GGUF file you bring, served the same way
@@ -9,16 +9,14 @@ Every LLM path goes through LangChain's ``ChatOpenAI`` and the prompts in ``prom
 """
 from __future__ import annotations
 
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from pathlib import Path
 
 from .config import Config
 from .evidence import Passage
 from .tokenize import issuer_place
-from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, FALLBACK_NOTICE, HISTORY_TURN, PASSAGE,
+from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, HISTORY_TURN, PASSAGE,
                       RESTATE_PROMPT, REWRITE_PROMPT)
 
 MAX_ANSWER_TOKENS = 100  # a 1-2 sentence summary; decoding runs ~25 tokens/s on two cores
@@ -123,41 +121,8 @@ class ExtractiveGenerator(Generator):
             yield "".join(f"{s}[{p.n}]" for s in p.sentences) + "\n"
 
 
-def _local_server_generator(name: str, model_path: Path, config: Config) -> ChatGenerator:
-    from .local_llm import LocalLlamaServer
-    try:
-        server = LocalLlamaServer.shared(model_path)
-    except RuntimeError as exc:
-        raise GeneratorError(f"the local LLM server did not start: {exc}") from None
-    return ChatGenerator(name, server.base_url, "local", "local", config.request_timeout)
-
-
 def get_generator(config: Config) -> tuple[Generator, str]:
-    """The configured generator and a notice for the user ('' when there is none)."""
-    spec = config.llm
-    if spec == "extractive":
-        return ExtractiveGenerator(), ""
-    if spec == "local":
-        from .local_llm import INSTALL_COMMAND, ModelCorrupt, ModelNotInstalled, bundled_model_path
-        try:
-            path = bundled_model_path()
-        except ModelNotInstalled:
-            return ExtractiveGenerator(), FALLBACK_NOTICE.format(install=INSTALL_COMMAND)
-        except ModelCorrupt as exc:
-            raise GeneratorError(str(exc)) from None
-        return _local_server_generator("local", path, config), ""
-    if spec.startswith("gguf:"):
-        from .local_llm import verify_gguf
-        path = Path(spec.split(":", 1)[1]).expanduser()
-        try:
-            verify_gguf(path)
-        except (OSError, ValueError) as exc:
-            raise GeneratorError(str(exc)) from None
-        return _local_server_generator(f"gguf:{path.name}", path, config), ""
-    if spec == "openai":
-        if not config.base_url:
-            raise GeneratorError("--llm openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
-        model = config.model or "default"
-        return ChatGenerator(f"openai:{model}", config.base_url, model,
-                             os.environ.get("OPENAI_API_KEY", "none"), config.request_timeout), ""
-    raise GeneratorError(f"unknown --llm {spec!r}; use local, gguf:<path>, openai or extractive")
+    """The configured generator and a notice for the user ('' when there is none).
+    Kept for existing callers; backends are chosen in ``rag.factory.make_generator``."""
+    from .factory import make_generator
+    return make_generator(config)
