@@ -59,6 +59,21 @@ class Config:
     # longer than this for its turn gets 429 with Retry-After instead of hanging.
     queue_wait_s: float = 60.0
     max_queue: int = 32  # requests waiting for a turn; one more gets 429 at once
+    # Index storage at scale (docs/scaling.md). store: "files" (FAISS + bm25s in the index
+    # folder) or "milvus" (pymilvus; milvus_uri a local path → milvus-lite, embedded, or
+    # http://host:19530 → a Milvus standalone or cluster).
+    store: str = "files"
+    milvus_uri: str = ".rag/milvus.db"
+    # Above this many chunks the FAISS store builds an HNSW graph instead of a flat index
+    # (recall@10 against flat measured in bench/README.md).
+    faiss_hnsw_above: int = 200_000
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 200
+    # Embedding while indexing: processes on this machine, or a Ray cluster's address
+    # ("auto", "ray://host:10001", "local" for an in-process Ray); "" = not Ray.
+    workers: int = 1
+    ray_address: str = ""
 
     @classmethod
     def load(cls, config_file: str | os.PathLike | None = None,
