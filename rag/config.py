@@ -74,6 +74,14 @@ class Config:
     # ("auto", "ray://host:10001", "local" for an in-process Ray); "" = not Ray.
     workers: int = 1
     ray_address: str = ""
+    # Bounded work per request and safe index writes (issue 13).
+    max_question_chars: int = 500  # a longer question is refused: embedding + jieba cost grows with it
+    max_k: int = 50  # --k above this is refused; a ranking is read `candidates` deep anyway
+    max_file_bytes: int = 50 * 1024 * 1024  # a larger file is skipped when indexing (parsing holds it in memory)
+    lock_timeout: float = 120.0  # seconds a writer waits for another to finish before giving up
+    # Segments in the file store before the smallest are merged: more means cheaper
+    # updates, fewer means less work per search (each segment is searched on its own).
+    max_segments: int = 8
 
     @classmethod
     def load(cls, config_file: str | os.PathLike | None = None,
