@@ -1,10 +1,13 @@
 """Documents → citable paragraphs.
 
-A reader per format turns a file into ``Block``s (a line of text, or a heading the format
-marks explicitly). ``structure`` then does what every format shares: header lines become
-metadata (title, date, source), Chinese official-document headings (一、/(一)/1./(1))
-become the section path, and the remaining lines become numbered paragraphs with their
-character offsets in the extracted text.
+A reader per format (``rag.readers``) turns a file into ``Block``s: lines, table rows,
+metadata fields. ``structure`` then does what every format shares, by the rules of the
+corpus profile (``rag.profile``): page chrome is dropped; header lines and label/value
+fields become metadata (title, issuing body and its place, document number, dates,
+source); the signature becomes metadata; headings (一、 （一） 1. （1） 第一章 第一条 附件,
+or a short unnumbered line between paragraphs) become the section path; table rows and
+the remaining lines become numbered paragraphs with their character offsets in the
+extracted text.
 """
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".html", ".htm", ".pdf")
+from .profile import CN_DIGITS, ZH_GOV, Profile
+from .tokenize import place_names
+from .readers import READERS, SUPPORTED_SUFFIXES, Block, DocumentError, decode_text
 
-
-class DocumentError(ValueError):
-    """A file that cannot be read, decoded or parsed."""
+__all__ = ["Block", "Document", "DocumentError", "Paragraph", "READERS", "SUPPORTED_SUFFIXES",
+           "decode_text", "file_hash", "find_files", "heading_rank", "load_document", "structure"]
 
 
 @dataclass(frozen=True)
@@ -55,237 +59,71 @@ class Document:
     paragraphs: list[Paragraph]
     date: str = ""
     source: str = ""
+    issuer: str = ""  # the issuing body: 国务院办公厅, 海南省人民政府, 中共济南市莱芜区委
+    place: str = ""  # the most specific place the issuer speaks for ("" for a national body)
+    doc_number: str = ""  # 发文字号
     metadata: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the reader could not read fully
 
     def meta_dict(self) -> dict:
         return {"doc_id": self.doc_id, "path": self.path, "title": self.title,
                 "content_hash": self.content_hash, "date": self.date, "source": self.source,
+                "issuer": self.issuer, "place": self.place, "doc_number": self.doc_number,
                 "metadata": self.metadata, "paragraphs": len(self.paragraphs)}
 
 
-@dataclass(frozen=True)
-class Block:
-    text: str
-    start: int  # offset of text in the extracted text
-    heading_level: int | None = None  # set when the format itself marks a heading
-
-
 # ---------------------------------------------------------------------------------------
-# Readers: each returns (extracted text, blocks) and uses a maintained library.
+# Line classification
 
-def decode_text(data: bytes, name: str = "") -> str:
-    """Decode bytes that are UTF-8 (with or without BOM) or GB18030/GBK."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        # GB18030 is a superset of GBK and GB2312; strict decoding rejects random bytes
-        # often enough, and charset_normalizer confirms it is really Chinese text.
-        text = data.decode("gb18030")
-    except UnicodeDecodeError:
-        text = None
-    from charset_normalizer import from_bytes
-    best = from_bytes(data).best()
-    if text is not None and (best is None or best.encoding in {"gb18030", "gbk", "gb2312", "big5"}
-                             or _cjk_share(text) > 0.3):
-        return text
-    if best is not None and best.encoding not in {"utf_8"} and _cjk_share(str(best)) > 0.3:
-        return str(best)
-    raise DocumentError(f"{name or 'file'}: cannot decode (not UTF-8 or GB18030/GBK text)")
-
-
-def _cjk_share(text: str) -> float:
-    letters = [c for c in text if not c.isspace()]
-    if not letters:
-        return 0.0
-    return sum("\u4e00" <= c <= "\u9fff" for c in letters) / len(letters)
-
-
-def _line_blocks(text: str) -> list[Block]:
-    blocks, pos = [], 0
-    for line in text.splitlines(keepends=True):
-        stripped = line.strip().strip("\u3000").strip()
-        if stripped:
-            blocks.append(Block(stripped, pos + line.index(stripped[0])))
-        pos += len(line)
-    return blocks
-
-
-def read_txt(path: Path) -> tuple[str, list[Block]]:
-    text = decode_text(path.read_bytes(), path.name)
-    return text, _line_blocks(text)
-
-
-def read_md(path: Path) -> tuple[str, list[Block]]:
-    from markdown_it import MarkdownIt
-    text = decode_text(path.read_bytes(), path.name)
-    lines = text.splitlines(keepends=True)
-    line_starts = [0]
-    for line in lines:
-        line_starts.append(line_starts[-1] + len(line))
-    blocks: list[Block] = []
-    tokens = MarkdownIt("commonmark").parse(text)
-    level = None
-    for i, tok in enumerate(tokens):
-        if tok.type == "heading_open":
-            level = int(tok.tag[1:])
-        elif tok.type == "inline" and tok.map:
-            # Plain text of the inline children: drop emphasis/link markup.
-            plain = "".join(c.content for c in tok.children or [] if c.type in {"text", "code_inline"}
-                            ) or tok.content
-            for part in plain.splitlines():
-                part = part.strip()
-                if part:
-                    start = text.find(part, line_starts[tok.map[0]])
-                    blocks.append(Block(part, max(start, line_starts[tok.map[0]]), level))
-            level = None
-    return text, blocks
-
-
-def _join_blocks(parts: list[tuple[str, int | None]]) -> tuple[str, list[Block]]:
-    """Lay extracted parts out as one text, a blank line apart, recording offsets."""
-    chunks, blocks, pos = [], [], 0
-    for text, level in parts:
-        text = text.strip().strip("\u3000").strip()
-        if not text:
-            continue
-        blocks.append(Block(text, pos, level))
-        chunks.append(text)
-        pos += len(text) + 2
-    return "\n\n".join(chunks), blocks
-
-
-def read_docx(path: Path) -> tuple[str, list[Block]]:
-    import docx
-    try:
-        d = docx.Document(str(path))
-    except Exception as exc:  # python-docx raises several types for broken packages
-        raise DocumentError(f"{path.name}: not a readable .docx file ({exc})") from None
-    parts: list[tuple[str, int | None]] = []
-    for p in d.paragraphs:
-        style = (p.style.name if p.style is not None else "") or ""
-        level = None
-        if style == "Title":
-            level = 0
-        elif m := re.match(r"Heading (\d)", style):
-            level = int(m.group(1))
-        for line in p.text.splitlines():
-            parts.append((line, level))
-    for table in d.tables:
-        for row in table.rows:
-            cells = []
-            for c in row.cells:
-                if c.text.strip() and c.text.strip() not in cells:
-                    cells.append(c.text.strip())
-            parts.append((" | ".join(cells), None))
-    return _join_blocks(parts)
-
-
-_HTML_BLOCKS = ["title", "h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre",
-                "blockquote", "dt", "dd", "caption", "div"]
-
-
-def read_html(path: Path) -> tuple[str, list[Block]]:
-    from bs4 import BeautifulSoup
-    raw = path.read_bytes()
-    try:
-        html = decode_text(raw, path.name)
-    except DocumentError:
-        html = raw  # let BeautifulSoup sniff a <meta charset>
-    soup = BeautifulSoup(html, "lxml")
-    for tag in soup(["script", "style", "noscript", "nav", "footer", "header", "form"]):
-        tag.decompose()
-    parts: list[tuple[str, int | None]] = []
-    for el in soup.find_all(_HTML_BLOCKS):
-        # Only leaf-most blocks: a div that contains other blocks is read through them.
-        if el.find(_HTML_BLOCKS):
-            continue
-        name = el.name
-        level = 0 if name == "title" else int(name[1]) if re.fullmatch(r"h\d", name) else None
-        for line in el.get_text("\n").splitlines():
-            parts.append((line, level))
-    return _join_blocks(parts)
-
-
-def read_pdf(path: Path) -> tuple[str, list[Block]]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-    try:
-        reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, OSError, ValueError, KeyError) as exc:
-        raise DocumentError(f"{path.name}: not a readable PDF ({exc})") from None
-    if not "".join(pages).strip():
-        raise DocumentError(f"{path.name}: the PDF has no text layer (a scan?); run OCR first")
-    # A PDF wraps lines inside a paragraph. A line ends its paragraph when it stops short
-    # of the right margin, ends a sentence, or is followed by a heading or header line.
-    lines = [line.strip() for line in "\n".join(pages).splitlines()]
-    lengths = sorted(len(line) for line in lines if line)
-    full = lengths[int(len(lengths) * 0.9)] if lengths else 0
-    parts: list[tuple[str, int | None]] = []
-    current, last = "", ""
-    for line in lines:
-        ends = last.endswith(("。", "！", "？", ":", "：")) or len(last) < 0.8 * full
-        if current and (not line or ends or heading_rank(line) is not None or _is_header_line(line)):
-            parts.append((current, None))
-            current = ""
-        current, last = current + line, line
-    if current:
-        parts.append((current, None))
-    return _join_blocks(parts)
-
-
-READERS = {".txt": read_txt, ".md": read_md, ".docx": read_docx, ".html": read_html,
-           ".htm": read_html, ".pdf": read_pdf}
-
-
-# ---------------------------------------------------------------------------------------
-# Structure: metadata, headings, paragraphs
-
-_CN_NUM = "一二三四五六七八九十百零〇"
-# Heading markers of Chinese official documents, outermost first.
-_HEADING_PATTERNS = [
-    re.compile(rf"^[{_CN_NUM}]+、"),  # 一、
-    re.compile(rf"^[（(][{_CN_NUM}]+[）)]"),  # (一)
-    re.compile(r"^\d{1,2}[.．、](?!\d)"),  # 1.
-    re.compile(r"^[（(]\d{1,3}[）)]"),  # (1)
-]
-_META_LABELS = ("来源", "信息来源", "文章来源", "发布时间", "发布日期", "发文日期", "成文日期", "日期",
-                "作者", "编辑", "责任编辑", "发布机构", "发文机关", "索引号", "文号", "发文字号",
-                "浏览次数", "点击数", "字号", "时间")
-_META_RE = re.compile(rf"({'|'.join(sorted(_META_LABELS, key=len, reverse=True))})\s*[:：]\s*")
 _DATE_RE = re.compile(r"(\d{4})\s*[年\-/.]\s*(\d{1,2})\s*[月\-/.]\s*(\d{1,2})\s*日?")
-_BARE_DATE_RE = re.compile(rf"^{_DATE_RE.pattern}(\s*(星期|周)[一二三四五六日天])?(\s*\d{{1,2}}:\d{{2}}(:\d{{2}})?)?$")
-_SENTENCE_PUNCT = "。！？；:：,，;"
+_CN_DATE_RE = re.compile(rf"([{CN_DIGITS}]{{4}})年([{CN_DIGITS}]{{1,3}})月([{CN_DIGITS}]{{1,3}})日")
+_TIME = r"(\s*(星期|周)[一二三四五六日天])?(\s*\d{1,2}\s*[:时]\s*\d{2}\s*分?(\s*[:：]\s*\d{2}\s*秒?)?)?"
+_BARE_DATE_RE = re.compile(rf"^({_DATE_RE.pattern}|{_CN_DATE_RE.pattern}){_TIME}$")
+_SEPARATOR = re.compile(r"^[>›»/|]+$")  # a breadcrumb split one token a line
+_INNER_GAP = re.compile(r"[ \t\u3000\xa0]{3,}")  # a run of spaces between two items on one line
+_ENDS = tuple("。！？；：:!?;…）)”」』》】") + ("——",)  # how a whole paragraph ends
+_LABEL_ONLY = re.compile(r"^(?P<label>[^:：。，,；;！？]{1,20})[:：]$")
 
 
-def heading_rank(line: str) -> int | None:
-    for rank, pattern in enumerate(_HEADING_PATTERNS):
+def _squash(text: str) -> str:
+    return re.sub(r"[\s\u3000\xa0]+", "", text)
+
+
+def heading_rank(line: str, profile: Profile = ZH_GOV) -> int | None:
+    for rank, (_, pattern) in enumerate(profile.heading_patterns):
         if pattern.match(line):
             return rank
     return None
 
 
-def _is_header_line(line: str) -> bool:
-    return bool(_META_RE.match(line) or _BARE_DATE_RE.match(line) or _is_breadcrumb(line))
+def _cn_number(text: str) -> int:
+    digits = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"零": 0, "两": 2}
+    if all(c in digits for c in text):  # 一九九六 is written digit by digit
+        return int("".join(str(digits[c]) for c in text))
+    total, current = 0, 0
+    for c in text:
+        if c == "十":
+            total += (current or 1) * 10
+            current = 0
+        elif c == "百":
+            total += (current or 1) * 100
+            current = 0
+        else:
+            current = digits.get(c, 0)
+    return total + current
 
 
-def _is_breadcrumb(line: str) -> bool:
-    return (len(line) <= 80 and re.search(r"[>›»]", line) is not None
-            and not any(p in line for p in "。！？；，,"))
-
-
-def _iso_date(text: str) -> str:
-    m = _DATE_RE.search(text)
-    if not m:
+def iso_date(text: str) -> str:
+    """The first date in ``text`` as YYYY-MM-DD (Arabic or Chinese numerals), or ""."""
+    if m := _DATE_RE.search(text):
+        y, mo, d = (int(g) for g in m.groups())
+    elif m := _CN_DATE_RE.search(text):
+        y, mo, d = (_cn_number(g) for g in m.groups())
+    else:
         return ""
-    y, mo, d = m.groups()
-    return f"{int(y):04d}-{int(mo):02d}-{int(d):02d}"
+    if not (1 <= mo <= 12 and 1 <= d <= 31):
+        return ""
+    return f"{y:04d}-{mo:02d}-{d:02d}"
 
 
 def _split_inline_heading(line: str) -> tuple[str, bool]:
@@ -293,7 +131,10 @@ def _split_inline_heading(line: str) -> tuple[str, bool]:
 
     ``(一)全面提升巡视整改思想自觉。市委高度重视…`` carries its heading inline: the heading
     is the text up to the first sentence end or colon outside quotation marks.
+    ``第五条　纳税人的子女…`` carries only its number: the article number is the heading.
     """
+    if m := re.match(rf"^(第[{CN_DIGITS}\d]+条)[\s\u3000]+(?=\S)", line):
+        return m.group(1), True
     depth = 0
     for i, ch in enumerate(line):
         if ch in "“「《(（":
@@ -306,75 +147,282 @@ def _split_inline_heading(line: str) -> tuple[str, bool]:
     return line, False
 
 
-def _parse_meta(line: str, meta: dict[str, str]) -> None:
-    matches = list(_META_RE.finditer(line))
-    for j, m in enumerate(matches):
-        end = matches[j + 1].start() if j + 1 < len(matches) else len(line)
-        value = line[m.end():end].strip()
-        if value:
-            meta.setdefault(m.group(1), value)
+@dataclass
+class _Line:
+    text: str
+    start: int
+    end: int
+    heading_level: int | None = None
+    kind: str = "text"
+    label: str = ""
 
 
-def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_hash: str) -> Document:
+def _lines(blocks: list[Block], profile: Profile) -> list[_Line]:
+    """Blocks as lines: a line holding two items a run of spaces apart (a signature and its
+    date; two figure captions) is split; a short 「label：」 line is joined to the next line
+    (「来源：」/「四川日报」, 「［5］ESI：」/its definition, 「各位代表：」/the speech)."""
+    lines: list[_Line] = []
+    for b in blocks:
+        if b.kind != "text":
+            lines.append(_Line(b.text, b.start, b.start + len(b.text), b.heading_level, b.kind, b.label))
+            continue
+        pos = 0
+        for piece in _INNER_GAP.split(b.text):
+            at = b.text.find(piece, pos)
+            pos = at + len(piece)
+            piece = piece.strip()
+            if piece:
+                lines.append(_Line(piece, b.start + at, b.start + pos, b.heading_level))
+    merged: list[_Line] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else None
+        if (line.kind == "text" and nxt is not None and nxt.kind == "text" and _LABEL_ONLY.match(line.text)
+                and heading_rank(line.text, profile) is None and not profile.chrome_line.match(line.text)
+                and not profile.part_heading.match(line.text) and not _LABEL_ONLY.match(nxt.text)
+                and not profile.chrome_line.match(nxt.text)):
+            merged.append(_Line(line.text + nxt.text, line.start, nxt.end, line.heading_level))
+            i += 2
+            continue
+        merged.append(line)
+        i += 1
+    return merged
+
+
+def _meta_fields(line: str, profile: Profile) -> list[tuple[str, str]] | None:
+    """(key, value) pairs of a 「label：value」 line whose first label the profile knows;
+    one line may hold several (「来源:…网站发布时间:2021-02-08」)."""
+    m = re.match(r"^[【\[]?([^:：]{1,12})[:：]", line)
+    if not m or profile.meta_labels.get(_squash(m.group(1))) is None:
+        return None
+    spaced = "|".join(r"\s*".join(map(re.escape, label))
+                      for label in sorted(profile.meta_labels, key=len, reverse=True))
+    found = list(re.finditer(rf"({spaced})\s*[:：]", line))
+    fields = []
+    for j, f in enumerate(found):
+        end = found[j + 1].start() if j + 1 < len(found) else len(line)
+        fields.append((profile.meta_labels[_squash(f.group(1))], line[f.end():end].strip()))
+    return fields
+
+
+def _is_breadcrumb(line: str, profile: Profile) -> bool:
+    """首页>工作之窗>巡视巡察: short parts between arrows, no sentence."""
+    parts = re.split(r"\s*[>›»]\s*", line)
+    return len(parts) >= 2 and all(0 < len(x) <= 15 for x in parts) \
+        and not any(c in line for c in profile.sentence_punct)
+
+
+def _is_short_label(line: str, profile: Profile) -> bool:
+    """A short line that reads as a label or heading, not a sentence."""
+    return len(line) <= profile.short_line_chars and not any(p in line for p in profile.sentence_punct) \
+        and not line.endswith(("：", ":"))
+
+
+# ---------------------------------------------------------------------------------------
+# Structure
+
+def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_hash: str,
+              profile: Profile = ZH_GOV) -> Document:
     meta: dict[str, str] = {}
-    title = ""
+    title_parts: list[str] = []
+    header_lines: list[str] = []
     paragraphs: list[Paragraph] = []
     stack: list[tuple[int, str]] = []  # (rank, heading text)
     body_started = False
+    last_was_heading = False  # consecutive short heading lines form one heading
+    last_row = False
+    lines = _lines(blocks, profile)
+    warnings = sorted({b.warning for b in blocks if b.warning})
 
-    for block in blocks:
-        line = block.text
-        if _META_RE.match(line):
-            _parse_meta(line, meta)
-            continue
-        if _BARE_DATE_RE.match(line):
-            meta.setdefault("日期" if not body_started else "落款日期", line)
-            continue
-        if not body_started and _is_breadcrumb(line):
-            meta.setdefault("栏目", line)
-            continue
-        if block.heading_level == 0 or (block.heading_level == 1 and not title and not body_started):
-            title = title or line  # <title>, docx Title, or a leading # heading
-            continue
-        if block.heading_level is not None:
-            # Format-marked heading (markdown #, docx Heading N, html hN): its level is the rank.
-            rank = 10 + block.heading_level
-            while stack and stack[-1][0] >= rank:
-                stack.pop()
-            stack.append((rank, line))
-            body_started = True
-            continue
-        rank = heading_rank(line)
-        if rank is not None:
-            heading, has_body = _split_inline_heading(line)
+    def add_paragraph(line: _Line, text_: str | None = None) -> None:
+        nonlocal body_started, last_was_heading
+        body_started, last_was_heading = True, False
+        paragraphs.append(Paragraph(doc_id, len(paragraphs) + 1, text_ or line.text,
+                                    tuple(h for _, h in stack), line.start, line.end))
+
+    def push_heading(rank: int, heading: str) -> None:
+        nonlocal body_started, last_was_heading
+        if rank == -1 and stack and _squash(heading) in _squash(stack[-1][1]):
+            body_started, last_was_heading = True, True  # 附件：X then X: said already
+            return
+        if last_was_heading and stack and stack[-1][0] == rank == -2:
+            if len(_squash(heading)) > len(_squash(stack[-1][1])):  # 附件 then 附件：…样图
+                stack[-1] = (rank, heading)
+        elif last_was_heading and stack and rank == -1 and (
+                stack[-1][0] == -1 or profile.part_heading.fullmatch(stack[-1][1])):
+            # A heading split over two lines (关于…（校） / 扩大规模…的请示), or a bare 附件
+            # followed by the annex's title.
+            head = stack[-1][1]
+            sep = " " if profile.part_heading.fullmatch(head) or head.endswith(("：", ":")) \
+                or re.match(r"^(单位|计量单位)[:：]", heading) else ""
+            stack[-1] = (stack[-1][0], head + sep + heading)
+        else:
             while stack and stack[-1][0] >= rank:
                 stack.pop()
             stack.append((rank, heading))
-            body_started = True
-            if not has_body:
-                continue  # a heading line is context for what follows, not an answer
-        elif not body_started and not title and not any(p in line for p in "。；，,"):
-            title = line  # the first plain line of the header zone is the title
-            continue
-        else:
-            body_started = True
-        paragraphs.append(Paragraph(doc_id, len(paragraphs) + 1, line,
-                                    tuple(h for _, h in stack), block.start,
-                                    block.start + len(line)))
+        body_started, last_was_heading = True, True
 
-    # Closing lines such as the issuer's name ("中共济南市委") are a signature, not content.
-    while paragraphs and len(paragraphs[-1].text) <= 30 and not any(
-            p in paragraphs[-1].text for p in _SENTENCE_PUNCT):
+    for i, line in enumerate(lines):
+        s = line.text
+        prev = lines[i - 1].text if i else ""
+        nxt = lines[i + 1].text if i + 1 < len(lines) else ""
+        if line.kind == "meta":
+            key = profile.meta_labels.get(_squash(line.label), _squash(line.label))
+            if s:
+                meta.setdefault(key, _squash(s) if key != "标题" else s)
+            continue
+        if line.kind == "row":
+            add_paragraph(line)
+            last_row = True
+            continue
+        if meta.get("_trailer"):
+            continue
+        if (paragraphs and not last_was_heading and not last_row and line.heading_level is None
+                and not paragraphs[-1].text.endswith(_ENDS) and heading_rank(s, profile) is None
+                and not profile.part_heading.match(s) and not profile.trailer_start.match(s)
+                and not _BARE_DATE_RE.match(s) and not profile.figure_caption.match(s)):
+            # A paragraph that stops mid-sentence goes on in this line (a word broken out
+            # where markup was: 「“双向」/「揭榜」/「挂帅”的简称…」).
+            last = paragraphs.pop()
+            paragraphs.append(Paragraph(doc_id, last.number, last.text + s, last.section, last.start,
+                                        line.end))
+            continue
+        last_row = False
+        # Page chrome and furniture
+        if (profile.chrome_line.match(s) or profile.page_number.match(s) or profile.photo_caption.search(s)
+                or _SEPARATOR.match(prev) or _SEPARATOR.match(nxt) or _is_breadcrumb(s, profile)):
+            continue
+        if body_started and paragraphs and profile.trailer_start.match(s):
+            meta["_trailer"] = "1"
+            continue
+        if line.heading_level == 0 or (line.heading_level == 1 and not title_parts and not body_started):
+            title_parts = title_parts or [s]  # <title>, docx Title, or a leading # heading
+            continue
+        if (fields := _meta_fields(s, profile)) is not None:
+            for key, value in fields:
+                if value:
+                    meta.setdefault(key, value)
+            continue
+        if _BARE_DATE_RE.match(s):
+            if body_started:
+                meta.setdefault("落款日期", s)
+            else:
+                meta.setdefault("页面日期", s)
+            continue
+        if m := profile.delivered_line.match(s):
+            meta.setdefault("报告日期", s[:m.end()])
+            meta.setdefault("副标题", s)
+            rest = _squash(s[m.end():]).lstrip("）)")
+            if profile.speaker_line.match(rest):
+                meta.setdefault("报告人", rest)
+            continue
+        if profile.document_number.match(_squash(s)):
+            meta.setdefault("发文字号", _squash(s))
+            continue
+        if not body_started and profile.speaker_line.match(_squash(s)):
+            meta.setdefault("报告人", s)
+            continue
+        # A short line followed by a date is a signature (the issuer, then the date).
+        if body_started and _is_short_label(s, profile) and _BARE_DATE_RE.match(nxt) \
+                and heading_rank(s, profile) is None:
+            meta.setdefault("落款", _squash(s))
+            continue
+        if body_started and profile.note_line.match(s):
+            meta.setdefault("附注", s)
+            continue
+        if line.heading_level is not None:
+            # Format-marked heading (markdown #, docx Heading N, html hN): its level is the rank.
+            push_heading(10 + line.heading_level, s)
+            continue
+        if profile.part_heading.match(s) and len(s) <= profile.short_line_chars:
+            push_heading(-2, s)  # 附件, 名词解释: a new part, whatever came before
+            continue
+        rank = heading_rank(s, profile)
+        if rank is not None and not profile.not_heading.match(s):
+            heading, has_body = _split_inline_heading(s)
+            push_heading(rank, heading)
+            # A heading that is a whole long sentence (（三）各有关省（市）教育主管部门要明确
+            # 一位负责同志分管…工作。) says something itself.
+            if has_body or (len(s) > 30 and s.endswith(("。", "；", "！", "？"))):
+                add_paragraph(line)
+            continue
+        if not body_started:
+            if _is_short_label(s, profile) or (profile.title_line.search(s) and len(s) <= 80
+                                               and not any(p in s for p in "。！？")):
+                header_lines.append(s)
+                continue
+            add_paragraph(line)
+            continue
+        if _is_short_label(s, profile) and not profile.figure_caption.match(s) and nxt \
+                and not _BARE_DATE_RE.match(nxt):
+            push_heading(-1, s)  # a short line between paragraphs: an unnumbered heading
+            continue
+        add_paragraph(line)
+
+    meta.pop("_trailer", None)
+    # A closing line naming a body ("中共济南市委") is a signature, not content.
+    if paragraphs and len(paragraphs[-1].text) <= 30 and paragraphs[-1].text.endswith(profile.issuer_suffixes) \
+            and not any(p in paragraphs[-1].text for p in profile.sentence_punct + "：:"):
         meta.setdefault("落款", paragraphs.pop().text)
 
-    date = ""
-    for label in ("发布时间", "发布日期", "发文日期", "成文日期", "日期", "时间", "落款日期"):
-        if label in meta and (date := _iso_date(meta[label])):
-            break
-    source = next((meta[k] for k in ("来源", "信息来源", "文章来源", "发布机构", "发文机关") if k in meta), "")
-    return Document(doc_id=doc_id, path=path, title=title or Path(path).stem,
-                    content_hash=content_hash, paragraphs=paragraphs, date=date,
-                    source=source, metadata=meta)
+    title = _title(meta, header_lines, title_parts, profile) or Path(path).stem
+    if header_lines:
+        meta.setdefault("页眉", " / ".join(h for h in header_lines if _squash(h) not in _squash(title)))
+        if not meta["页眉"]:
+            meta.pop("页眉")
+    date = next((d for k in profile.date_keys + ("页面日期",) if k in meta and (d := iso_date(meta[k]))), "")
+    issuer = _issuer(meta, title, profile)
+    places = place_names(issuer, profile) if issuer else []
+    if not places and (not issuer or issuer == "人民政府"):
+        # A report's speaker (省长 李炳军) may not name the place: the place it was
+        # delivered in (在贵州省第十四届人民代表大会…), or its title's, does.
+        places = place_names(meta.get("报告日期", ""), profile) or place_names(title, profile)
+        if places:
+            issuer = places[0] + "人民政府"
+            places = places[:1]
+    source = meta.get("来源") or meta.get("发文机关") or ""
+    return Document(doc_id=doc_id, path=path, title=title, content_hash=content_hash,
+                    paragraphs=paragraphs, date=date, source=source, issuer=issuer,
+                    place=places[-1] if places else "", doc_number=meta.get("发文字号", ""),
+                    metadata=meta, warnings=warnings)
+
+
+def _title(meta: dict, header_lines: list[str], title_parts: list[str], profile: Profile) -> str:
+    """The 标题 field; else the header line(s) naming the genre (「…关于…的通知」,
+    「2026年××省政府工作报告」), joined when a title is split over lines; else the first
+    header line or the format's own title."""
+    if meta.get("标题"):
+        return meta["标题"]
+    for i in range(len(header_lines)):
+        joined = ""
+        for part in header_lines[i:i + 3]:
+            joined += part
+            if profile.title_line.search(joined):
+                return joined
+    if title_parts:
+        return title_parts[0]
+    return header_lines[0] if header_lines else ""
+
+
+def _issuer(meta: dict, title: str, profile: Profile) -> str:
+    """The issuing body: 发文机关; else the signature, when it names a body; else the title's
+    text before 关于 or 转发; else, for a report, the government its speaker heads."""
+    if meta.get("发文机关"):
+        return meta["发文机关"]
+    signature = meta.get("落款", "")
+    if signature and signature.endswith(profile.issuer_suffixes):
+        return signature
+    head = re.split(r"关于|转发|印发", title)[0]
+    if head != title and head.endswith(profile.issuer_suffixes):
+        return head
+    speaker = _squash(meta.get("报告人", ""))
+    if m := profile.speaker_line.match(speaker):
+        place = m.group("place") or ""
+        return place + "人民政府" if place not in profile.not_places else "人民政府"
+    if title.endswith("政府工作报告"):
+        return "人民政府"  # whose: the place it was delivered in (see structure)
+    return ""
 
 
 def file_hash(path: Path) -> str:
@@ -385,7 +433,7 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_document(path: Path, doc_id: str | None = None) -> Document:
+def load_document(path: Path, doc_id: str | None = None, profile: Profile = ZH_GOV) -> Document:
     """Read one file into a Document. Raises DocumentError with the file's name."""
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
@@ -401,9 +449,12 @@ def load_document(path: Path, doc_id: str | None = None) -> Document:
         raise DocumentError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # a parser library failing on a malformed file
         raise DocumentError(f"{path.name}: cannot parse ({type(exc).__name__}: {exc})") from None
-    doc = structure(doc_id or path.name, str(path), text, blocks, digest)
+    doc = structure(doc_id or path.name, str(path), text, blocks, digest, profile)
     if not doc.paragraphs:
-        raise DocumentError(f"{path.name}: no text paragraphs found")
+        found = f"only {', '.join(sorted(k for k in doc.metadata if not k.startswith('_')))}" \
+            if doc.metadata else "nothing"
+        raise DocumentError(f"{path.name}: no body text found ({found}; page chrome or "
+                            f"metadata only?)")
     return doc
 
 

@@ -1,0 +1,145 @@
+"""Corpus profiles: what the code knows about a genre of documents and its language, as data.
+
+Every rule that depends on the kind of document (how its headings, page chrome, metadata
+and signatures look; which words are stop words; what names a place or an issuing body;
+how a follow-up question or a comparison is worded; the prompts' examples) lives in one
+``Profile``. The code in ``rag/`` reads these fields and holds no such lists of its own,
+so a new kind of document (laws with 第X条, meeting minutes, another language) is a new
+profile chosen by ``Config.profile``, not edits across six modules.
+
+``ZH_GOV`` is the default: Chinese government documents (公文: 通知/通报/意见/方案/办法/函,
+政府工作报告, inspection-rectification reports) as saved from government websites. Each
+rule below is written for documents not yet seen and was checked on the sample corpus
+(data/corpus) and the development corpus (eval/corpus-dev).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+CN_DIGITS = "一二三四五六七八九十百零〇两"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # -- headings, outermost first. Each is (name, pattern at the start of a line). A
+    # line matching none of them may still be an unnumbered heading (a short line without
+    # sentence punctuation standing between body paragraphs).
+    heading_patterns: tuple[tuple[str, re.Pattern], ...]
+    # Headings that open a new top-level part whatever came before (附件, 名词解释).
+    part_heading: re.Pattern
+    # Lines that enumerate inside a paragraph, never headings: 一是… ——… 一要…
+    not_heading: re.Pattern
+    # Longest line that can be an unnumbered heading or a header-zone line.
+    short_line_chars: int
+    sentence_punct: str  # a line holding one of these reads as a sentence, not a label
+    # -- metadata: label → canonical key. Labels are compared with their inner spaces
+    # removed (索 引 号, 标　　题).
+    meta_labels: dict[str, str]
+    date_keys: tuple[str, ...]  # the document's date: first of these that holds a date
+    # -- page chrome: lines that are furniture of the page, not of the document.
+    chrome_line: re.Pattern
+    # Once the body has started, a line matching this ends it: what follows is the page's
+    # trailer (related links, the editor, print/close buttons, a repeated opening).
+    trailer_start: re.Pattern
+    page_number: re.Pattern  # a PDF's page footer or header
+    photo_caption: re.Pattern
+    document_number: re.Pattern  # 发文字号 such as 国办发〔2018〕15号
+    # A one-line parenthetical after the body, such as （此件公开发布）, is a note.
+    note_line: re.Pattern
+    # A line stating when and where a report was delivered: ——2026年1月27日在…会议上
+    delivered_line: re.Pattern
+    figure_caption: re.Pattern  # 图1　…, 表2 …: a caption is content, even when short
+    # -- titles: a title line ends with a genre word; such a line names the document.
+    title_line: re.Pattern
+    # -- issuers and places
+    issuer_suffixes: tuple[str, ...]  # words that end the name of an issuing body
+    speaker_line: re.Pattern  # 海南省省长 刘小明: the report speaks for the speaker's government
+    place_suffixes: tuple[str, ...]
+    town_suffixes: tuple[str, ...]
+    not_places: tuple[str, ...]  # words that end like a place but name a kind of area
+    # -- search and questions
+    stopwords: frozenset[str]
+    follow_up: re.Pattern
+    comparing: tuple[str, ...]
+    extra: dict = field(default_factory=dict)
+
+
+def _labels(pairs: str) -> dict[str, str]:
+    """'a=b c d=e' → {a: b, c: c, d: e}: a label and the key it is stored under."""
+    out = {}
+    for item in pairs.split():
+        label, _, key = item.partition("=")
+        out[label] = key or label
+    return out
+
+
+ZH_GOV = Profile(
+    name="zh-gov",
+    heading_patterns=(
+        ("chapter", re.compile(rf"^第[{CN_DIGITS}\d]+[编章](?![程])")),  # 第一章　总　　则
+        ("section", re.compile(rf"^第[{CN_DIGITS}\d]+节")),
+        ("cn", re.compile(rf"^[{CN_DIGITS}]+[、．.](?!\d)")),  # 一、
+        ("cn-paren", re.compile(rf"^[（(][{CN_DIGITS}]+[）)]")),  # (一) （一）
+        ("arabic", re.compile(r"^\d{1,2}[.．、](?!\d)")),  # 1. 1． 1、
+        ("arabic-paren", re.compile(r"^[（(]\d{1,3}[）)]")),  # (1) （1）
+        ("article", re.compile(rf"^第[{CN_DIGITS}\d]+条(?=[\s\u3000　]|$)")),  # 第五条　…
+    ),
+    part_heading=re.compile(r"^(附件|附表|附录|附：|附:|名词解释|注释|注解|说明)(\s*\d*\s*[:：]?|$)"),
+    not_heading=re.compile(rf"^(——|—|-|·|•|[{CN_DIGITS}]+[是要])"),
+    short_line_chars=40,
+    sentence_punct="。！？；，,;!?",
+    meta_labels=_labels(
+        "索引号 主题分类 发文机关 成文日期 标题 发文字号 文号=发文字号 发布日期 发文日期=成文日期 主题词 "
+        "来源 信息来源=来源 文章来源=来源 稿件来源=来源 发布机构=发文机关 发布时间=发布日期 "
+        "发表时间=发布日期 时间=发布日期 日期=发布日期 作者 编辑 责任编辑=编辑 "
+        "浏览次数 点击数 访问量=浏览次数 字号 字体 分享"),
+    date_keys=("成文日期", "落款日期", "报告日期", "发布日期"),
+    chrome_line=re.compile(
+        r"^(当前位置|您的位置|您现在的位置|首页|返回|返回顶部|返回首页|上一篇|下一篇|下载|打印|全屏|收藏|"
+        r"分享|分享到|纠错|打印本页|关闭窗口|关闭|加大|还原|减小|大|中|小|默认|【|】|\[|\]|>|›|»|"
+        r"扫一扫在手机打开当前页|扫一扫|微信|微博|字号|字体|相关附件|相关链接|相关报道|相关新闻|"
+        r"相关文件|相关解读)(\s*[:：>»]*\s*)$"
+        r"|^【?(字号|字体)[:：]"  # 【字号：
+        r"|^[\s\W_]+$"  # only punctuation: 】 》 ——
+        r"|^[0-9a-f]{32}[:：]?$"  # a content id
+        r"|^.{0,20}(客户端|公众号|APP)$"),
+    trailer_start=re.compile(r"^(扫一扫在手机打开当前页|相关链接|相关附件|相关报道|相关新闻|相关文件|"
+                             r"打印本页|关闭窗口|责任编辑\s*[:：])"),
+    page_number=re.compile(r"^[—–\-－\s]*\d{1,4}[—–\-－\s]*$|^第\s*\d+\s*页(\s*[/／共]\s*\d+\s*页?)?$"
+                           r"|^\d+\s*/\s*\d+$"),
+    photo_caption=re.compile(r"(记者|摄影|通讯员)\s*\S{1,12}\s*摄\s*$|摄$"),
+    document_number=re.compile(r"^\S{1,12}[〔\[［(（]\d{4}[〕\]］)）]\s*\d+\s*号$"),
+    note_line=re.compile(r"^[（(][^（()）]{2,15}[）)]$"),
+    delivered_line=re.compile(r"^[—\-（(]*\s*\d{4}年\d{1,2}月\d{1,2}日在.{2,40}(会议|大会)上"),
+    figure_caption=re.compile(r"^[图表]\s*\d+(\s|\u3000|[.．:：、])"),
+    title_line=re.compile(r"(通知|通报|意见|决定|报告|方案|办法|规定|规划|纲要|函|批复|请示|公告|通告|"
+                          r"条例|细则|规则|计划|要点|指引|指南|纪要|讲话|决议)$"),
+    issuer_suffixes=("人民政府办公厅", "人民政府", "办公厅", "办公室", "委员会", "国务院", "党委", "市委",
+                     "区委", "县委", "省委", "委", "厅", "局", "部", "署", "院", "会", "中心"),
+    speaker_line=re.compile(r"^(?P<place>\S{2,12}?(省|自治区|市|区|县))?(人民政府)?"
+                            r"(省长|主席|市长|区长|县长|州长)\s*\S{2,4}$"),
+    place_suffixes=("省", "自治区", "市", "区", "县"),
+    town_suffixes=("镇", "乡", "街道"),
+    not_places=("城区", "主城区", "中心城区", "老城区", "园区", "社区", "景区", "小区", "片区", "起步区",
+                "功能区", "市区", "城市", "都市", "辖区", "山区", "城镇", "小城镇", "乡镇", "村镇", "集镇",
+                "街镇", "特色小镇", "地区", "自治区", "开发区", "示范区", "保护区", "新区", "灾区", "牧区",
+                "林区", "矿区", "试验区", "先行区", "核心区", "产业园区", "城市群", "经济区", "自贸区"),
+    stopwords=frozenset("""
+的 了 和 与 及 以及 或 是 在 对 把 被 将 为 于 等 其 之 也 都 又 并 而 就 有 中 上 下 个 这 那 该 此
+如何 怎么 怎样 怎么样 哪些 什么 多少 几 是否 有没有 有无 吗 呢 吧 啊 请问 请 问 关于 方面 情况 一下
+采取 采取了 进行 进行了 做 做了 哪 谁 何时 为什么 主要 具体 相关 有关
+""".split()),
+    follow_up=re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块"),
+    comparing=("分别", "两地", "两份", "各自", "两个文件"),
+)
+
+PROFILES: dict[str, Profile] = {ZH_GOV.name: ZH_GOV}
+
+
+def get_profile(name: str = "zh-gov") -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown corpus profile {name!r}; known: {', '.join(PROFILES)}") from None
