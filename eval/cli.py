@@ -41,7 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "rerunning into the same folder resumes")
     p.add_argument("--compare", metavar="CONFIG,CONFIG…", default="hybrid",
                    help=f"named configurations to run: {', '.join(CONFIGS)} (default hybrid)")
-    p.add_argument("--corpus", metavar="DIR", help="documents to index and search (default data/corpus)")
+    p.add_argument("--corpus", metavar="DIR",
+                   help="documents to index and search (default: the folder the set names in its "
+                        "header line {\"corpus\": …}, else the configured corpus, data/corpus)")
     return p
 
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rag.store import IndexStateError
 
     from .harness import EvalError, check_run, run_config
-    from .questions import QuestionSetError, load_questions
+    from .questions import QuestionSetError, load_question_set
     from .report import tables, write_outputs
 
     names = list(dict.fromkeys(n.strip() for n in args.compare.split(",") if n.strip()))
@@ -70,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         check_run(names, args.retrieval_only)
         if args.k is not None and args.k < 1:
             raise EvalError("--k must be at least 1")
-        items = load_questions(args.questions)
-        overrides = {"corpus": args.corpus,
+        items, set_corpus = load_question_set(args.questions)
+        overrides = {"corpus": args.corpus or (str(set_corpus) if set_corpus else None),
                      "k": args.k or (RETRIEVAL_K if args.retrieval_only else None),
                      "llm": None if args.retrieval_only else args.llm}
         base = Config.load(overrides=overrides)  # defaults < rag.toml < RAG_* < these flags

@@ -64,6 +64,16 @@ def parse_item(obj) -> Item:
 
 
 def load_questions(path: str | Path) -> list[Item]:
+    return load_question_set(path)[0]
+
+
+def load_question_set(path: str | Path) -> tuple[list[Item], Path | None]:
+    """The questions and the corpus folder the set names, if it does.
+
+    A set may open with a header line ``{"corpus": "corpus-dev"}``: the folder of
+    documents its questions are about, relative to the set's own folder, so that
+    ``rag eval SET`` searches the right documents without flags.
+    """
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -73,11 +83,20 @@ def load_questions(path: str | Path) -> list[Item]:
         raise QuestionSetError(f"{path}: not UTF-8 text") from None
     items: list[Item] = []
     seen: set[str] = set()
+    corpus: Path | None = None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            item = parse_item(json.loads(line))
+            obj = json.loads(line)
+            if not items and corpus is None and isinstance(obj, dict) and set(obj) == {"corpus"}:
+                if not isinstance(obj["corpus"], str) or not obj["corpus"].strip():
+                    raise ValueError("'corpus' must name a folder")
+                corpus = path.parent / obj["corpus"]
+                if not corpus.is_dir():
+                    raise ValueError(f"the corpus folder {corpus} does not exist")
+                continue
+            item = parse_item(obj)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise QuestionSetError(f"{path}, line {number}: {exc}") from None
         if item.id in seen:
@@ -86,4 +105,4 @@ def load_questions(path: str | Path) -> list[Item]:
         items.append(item)
     if not items:
         raise QuestionSetError(f"{path}: no questions")
-    return items
+    return items, corpus

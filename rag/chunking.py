@@ -79,7 +79,10 @@ def context_header(doc: Document, paragraph: Paragraph) -> str:
     heading = paragraph.section[-1] if paragraph.section else ""
     if len(heading) > HEADER_HEADING_CHARS:
         heading = heading[:HEADER_HEADING_CHARS] + "…"
-    return " > ".join(filter(None, [doc.title, heading]))
+    title = doc.title
+    if doc.place and doc.place not in title:  # 政府工作报告 does not say whose
+        title = f"{title}（{doc.place}）"
+    return " > ".join(filter(None, [title, heading]))
 
 
 def chunk_document(doc: Document, size: int, overlap: int, with_header: bool = True) -> list[Chunk]:
