@@ -92,6 +92,15 @@ class Retriever:
                             meta.get("date", ""), found))
         return hits
 
+    def search_many(self, queries: list[str], k: int | None = None,
+                    doc_ids: set[str] | list[str] | None = None) -> list[Hit]:
+        """One question searched in several wordings (as asked, restated in the documents'
+        style), the rankings fused by reciprocal rank. Each ranking is read twice as deep
+        as kept, so a paragraph sixth in one and second in the other counts both ranks."""
+        k = k or self.config.k
+        rankings = [self.search(q, 2 * k, doc_ids) for q in dict.fromkeys(queries)]
+        return fuse(rankings, k, self.config.rrf_k)
+
     @staticmethod
     def _place_scopes(query: str, view) -> list[set[str]]:
         """For each place the query names that some documents were issued for (济南市 or
@@ -99,7 +108,9 @@ class Retriever:
         city's report from the district's: both speak of 济南 and 莱芜."""
         by_place: dict[str, set[str]] = {}
         for doc_id, meta in view.manifest.documents.items():
-            place = issuer_place(meta.get("title", ""))
+            # The issuer's place is stored at index time; an index made before that
+            # reads it from the title.
+            place = meta["place"] if "place" in meta else issuer_place(meta.get("title", ""))
             if place and mentions_place(query, place):
                 by_place.setdefault(place, set()).add(doc_id)
         return list(by_place.values())
