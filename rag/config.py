@@ -22,6 +22,9 @@ class ConfigError(ValueError):
 class Config:
     # Documents and index
     corpus: str = "data/corpus"
+    # What the code knows about the kind of documents (headings, page chrome, metadata,
+    # places, stop words, follow-up cues): a profile in rag/profile.py, by name.
+    profile: str = "zh-gov"
     index: str = ".rag/index"
     embedding: str = "e5-small-q4"
     # Chunking: a paragraph longer than chunk_size characters is split at sentence ends.
