@@ -31,6 +31,23 @@ class Embedder(Embeddings):
         return self.encode([text], is_query=True)[0].tolist()
 
 
+def truncate_to_window(texts: list[str], token_count, max_tokens: int) -> list[str]:
+    """Each text cut to the longest prefix of at most ``max_tokens`` tokens (prefix and
+    special tokens included, as ``token_count`` counts them). A token covers at least one
+    character, so a text of fewer characters than the window is left alone uncounted."""
+    out = []
+    for text in texts:
+        if len(text) + 8 <= max_tokens or token_count(text) <= max_tokens:
+            out.append(text)
+            continue
+        lo, hi = 0, min(len(text), max_tokens * 4)  # fits / does not fit, by binary search
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if token_count(text[:mid]) <= max_tokens else (lo, mid)
+        out.append(text[:lo])
+    return out
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -46,6 +63,9 @@ def get_embedder(spec: str) -> Embedder:
         if spec == "e5-small-q4":
             from .e5 import E5SmallQ4
             _cache[spec] = E5SmallQ4()
+        elif spec == "hash-test":
+            from .hashing import HashingEmbedder
+            _cache[spec] = HashingEmbedder()
         elif spec.startswith("sentence-transformers:") and spec.split(":", 1)[1]:
             from .sentence_transformers import SentenceTransformerEmbedder
             _cache[spec] = SentenceTransformerEmbedder(spec.split(":", 1)[1])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Embedder, EmbeddingError, normalise
+from .base import Embedder, EmbeddingError, normalise, truncate_to_window
 
 
 class E5SmallQ4(Embedder):
@@ -22,7 +22,10 @@ class E5SmallQ4(Embedder):
     def encode(self, texts: list[str], is_query: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._model.query(list(texts)) if is_query else self._model.passage(list(texts))
+        # Cut at the model's window: its cost grows with the length (a 30,000-character
+        # question took 50 s), and it reads no further than its window anyway.
+        texts = truncate_to_window(list(texts), lambda t: self._model.token_count(t, is_query), self.max_tokens)
+        out = self._model.query(texts) if is_query else self._model.passage(texts)
         return normalise(np.atleast_2d(out))
 
     def token_count(self, text: str) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from .documents import DocumentError, file_hash, find_files, load_document
 from .store import DocumentEntry, IndexStateError, Manifest, Store
 
 EMBED_BATCH = 16
+log = logging.getLogger("rag.index")
 
 
 class NoDocuments(ValueError):
@@ -30,6 +32,7 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    lost: list[str] = field(default_factory=list)  # by a repair: damaged and no readable file
     embedded_chunks: int = 0
     reused_chunks: int = 0
 
@@ -39,7 +42,8 @@ class IndexReport:
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-                f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
+                f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped"
+                + (f", {len(self.lost)} lost" if self.lost else "") + "; "
                 f"{self.embedded_chunks} chunks embedded, {self.reused_chunks} reused from cache")
 
 
@@ -51,8 +55,8 @@ def check_compatible(manifest: Manifest, embedder: Embedder) -> None:
     if manifest.embedding != embedder.spec:
         raise IndexStateError(
             f"the index was built with embedding backend {manifest.embedding!r} but "
-            f"{embedder.spec!r} is configured; rebuild with `rag index --rebuild`, or set "
-            f"--embedding {manifest.embedding}")
+            f"{embedder.spec!r} is configured; re-embed its documents with `rag index --repair`, "
+            f"or set --embedding {manifest.embedding}")
 
 
 def _doc_id(path: Path, taken: dict[str, str]) -> str:
@@ -75,7 +79,15 @@ def index_paths(paths: list[Path], store: Store, embedder: Embedder, config: Con
     if not files:
         raise NoDocuments(f"no documents ({', '.join(('.txt', '.md', '.docx', '.html', '.pdf'))}) "
                           f"found in {', '.join(map(str, paths))}")
+    store.configure(config)
+    # The whole read-plan-write cycle holds the writers' lock: another writer's documents
+    # (and the names they took) are in the manifest read here, and none can land between
+    # this read and the write.
+    with store.writing(config.lock_timeout):
+        return _index_locked(paths, files, store, embedder, config, rebuild, progress)
 
+
+def _index_locked(paths, files, store, embedder, config, rebuild, progress) -> IndexReport:
     old = None
     settings = chunking_settings(config)
     if store.exists() and not rebuild:
@@ -83,7 +95,7 @@ def index_paths(paths: list[Path], store: Store, embedder: Embedder, config: Con
         check_compatible(old, embedder)
         if old.chunking != settings:
             raise IndexStateError(f"the index was chunked with {old.chunking} but {settings} is configured; "
-                                  "rebuild with `rag index --rebuild`")
+                                  "re-chunk its documents with `rag index --repair`")
     old_docs = dict(old.documents) if old else {}
     manifest = Manifest(embedding=embedder.spec, dim=embedder.dim, chunking=settings)
 
@@ -96,6 +108,11 @@ def index_paths(paths: list[Path], store: Store, embedder: Embedder, config: Con
         seen.add(doc_id)
         previous = old_docs.get(doc_id)
         try:
+            size = path.stat().st_size
+            if size > config.max_file_bytes:
+                report.skipped.append((str(path), f"{path.name}: {size} bytes, more than the limit of "
+                                                  f"{config.max_file_bytes} (config max_file_bytes)"))
+                continue
             digest = file_hash(path)
         except OSError as exc:
             report.skipped.append((str(path), f"cannot read ({exc.strerror or exc})"))
@@ -121,29 +138,123 @@ def index_paths(paths: list[Path], store: Store, embedder: Embedder, config: Con
     if not old_docs and not parsed:
         raise NoDocuments("no readable documents: " + "; ".join(reason for _, reason in report.skipped))
 
-    cache = _vector_cache(store, embedder)
+    # Vectors are reused from the documents being replaced (or, for a rebuild, from the
+    # whole index); adding new documents reads nothing of the index but its manifest.
+    cache = _vector_cache(store, embedder, None if rebuild else set(report.updated))
     upserts = _embed(parsed, config, embedder, cache, report, progress)
     if rebuild or report.changed or old is None:
         store.apply(manifest, upserts, report.removed, replace_all=rebuild)
     return report
 
 
-def _vector_cache(store: Store, embedder: Embedder) -> dict[str, np.ndarray]:
-    """Vectors of the current index by chunk content hash (empty if it is unusable)."""
+def _vector_cache(store: Store, embedder: Embedder, doc_ids: set[str] | None) -> dict[str, np.ndarray]:
+    """Vectors of the current index by chunk content hash, of the given documents (all
+    when None); empty if the index is unusable."""
     cache: dict[str, np.ndarray] = {}
+    if doc_ids is not None and not doc_ids:
+        return cache
     try:
         if not store.exists():
             return cache
         view = store.view()
         if view.manifest.embedding != embedder.spec:
             return cache
-        for doc_id in view.manifest.documents:
-            entry = view.document(doc_id)
-            for chunk, vector in zip(entry.chunks, entry.vectors):
-                cache[chunk.content_hash(embedder.spec)] = vector
+        for doc_id in view.manifest.documents if doc_ids is None else doc_ids & set(view.manifest.documents):
+            _cache_entry(cache, view.document(doc_id), embedder)
     except IndexStateError:
         pass  # a damaged index being rebuilt: nothing to reuse
     return cache
+
+
+def _cache_entry(cache: dict[str, np.ndarray], entry: DocumentEntry, embedder: Embedder) -> None:
+    for chunk, vector in zip(entry.chunks, entry.vectors):
+        cache[chunk.content_hash(embedder.spec)] = vector
+
+
+def repair_index(store: Store, embedder: Embedder, config: Config, progress: bool = True) -> IndexReport:
+    """Rebuild the index from the documents its manifest records: those whose stored data
+    is intact are kept as they are, the others are read again from their recorded paths.
+    Never reads the default corpus. A document is lost only when both its stored data is
+    damaged and its file is gone or unreadable; the report lists it."""
+    store.configure(config)
+    with store.writing(config.lock_timeout):
+        salvage = store.salvage()
+        for problem in salvage.problems:
+            log.warning("rag: %s", problem)
+        if salvage.manifest is None:
+            raise IndexStateError(f"no readable record of the indexed documents in {config.index}; "
+                                  "rebuild it from your documents with `rag index --rebuild PATH…`")
+        settings = chunking_settings(config)
+        reusable = salvage.manifest.embedding == embedder.spec and salvage.manifest.chunking == settings
+        report = IndexReport()
+        kept: list[DocumentEntry] = []
+        parsed = []
+        unreadable: list[str] = []
+        cache: dict[str, np.ndarray] = {}
+        if salvage.manifest.embedding == embedder.spec:
+            for entry in salvage.entries.values():
+                _cache_entry(cache, entry, embedder)
+        for doc_id, meta in salvage.manifest.documents.items():
+            entry = salvage.entries.get(doc_id)
+            if reusable and entry is not None:
+                kept.append(entry)
+                report.unchanged.append(doc_id)
+                continue
+            path = Path(meta.get("path", ""))
+            try:
+                parsed.append(load_document(path, doc_id))
+                report.updated.append(doc_id)
+            except DocumentError as exc:
+                if entry is not None:  # re-embedding for new settings, and the file is gone
+                    unreadable.append(f"{doc_id} ({exc})")
+                else:
+                    report.lost.append(doc_id)
+                    report.skipped.append((str(path), f"{doc_id} lost: its index data is damaged and its "
+                                                      f"file cannot be read ({exc})"))
+        if unreadable:  # vectors of two embedders cannot share an index; keep the old one whole
+            raise IndexStateError(
+                f"cannot re-embed {len(unreadable)} document(s) with the configured settings, their files "
+                f"cannot be read: {'; '.join(unreadable[:5])}. Restore them, or repair with the settings "
+                f"the index was built with (--embedding {salvage.manifest.embedding}). Nothing was changed.")
+        upserts = kept + _embed(parsed, config, embedder, cache, report, progress)
+        manifest = Manifest(embedding=embedder.spec, dim=embedder.dim, chunking=settings)
+        store.apply(manifest, upserts, [], replace_all=True)
+        return report
+
+
+class NotIndexed(KeyError):
+    """A document to remove that the index does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def resolve_documents(manifest: Manifest, targets: list[str]) -> list[str]:
+    """Document ids for ``targets``, each a document id or the path of an indexed file."""
+    by_path = {str(Path(m["path"]).resolve()): d for d, m in manifest.documents.items()}
+    found, unknown = [], []
+    for target in targets:
+        if target in manifest.documents:
+            doc_id = target
+        else:
+            doc_id = by_path.get(str(Path(target).resolve()))
+        if doc_id is None:
+            unknown.append(target)
+        elif doc_id not in found:
+            found.append(doc_id)
+    if unknown:
+        raise NotIndexed(f"not in the index: {', '.join(unknown)} (`rag documents` lists what is)")
+    return found
+
+
+def remove_documents(store: Store, targets: list[str], config: Config) -> list[str]:
+    """Remove documents (ids or paths) from the index, all or none; their ids."""
+    store.configure(config)
+    with store.writing(config.lock_timeout):
+        manifest = store.manifest()
+        doc_ids = resolve_documents(manifest, targets)
+        store.apply(Manifest(manifest.embedding, manifest.dim, manifest.chunking), [], doc_ids)
+        return doc_ids
 
 
 def _embed(docs, config: Config, embedder: Embedder, cache: dict[str, np.ndarray],
@@ -156,8 +267,8 @@ def _embed(docs, config: Config, embedder: Embedder, cache: dict[str, np.ndarray
             key = chunk.content_hash(embedder.spec)
             if key not in cache:
                 missing[key] = chunk.indexed_text
-    report.embedded_chunks = len(missing)
-    report.reused_chunks = sum(map(len, chunk_lists)) - len(missing)
+    report.embedded_chunks += len(missing)
+    report.reused_chunks += sum(map(len, chunk_lists)) - len(missing)
     keys = list(missing)
     with tqdm(total=len(keys), desc="embedding", unit="chunk", file=sys.stderr,
               disable=not progress or not keys) as bar:

@@ -2,18 +2,61 @@
 
 ``Store`` is what the indexer writes and the retriever reads: chunks with their vectors
 (dense search) and their tokens (keyword search), the citable paragraphs, and a manifest.
-``FileStore`` keeps them in one folder (FAISS + bm25s files). A server-backed store
-(Qdrant, Milvus, OpenSearch) implements the same methods for corpora beyond one machine.
+``FileStore`` keeps them in one folder. A server-backed store (Qdrant, Milvus, OpenSearch)
+implements the same methods for corpora beyond one machine:
+
+* ``exists()``, ``view()``, ``manifest()``: reading, never writing, never blocking;
+* ``writing(timeout)``: the one-writer-at-a-time lock that the indexer holds around its
+  whole read-plan-write cycle (re-entrant within a thread);
+* ``apply(manifest, upserts, deletions, replace_all)``: one all-or-nothing change;
+* ``salvage()``: what a damaged index still records and holds, for ``rag index --repair``;
+* ``configure(config)``: store-specific tunables.
+
+The folder layout of ``FileStore`` (format 2)::
+
+    CURRENT                      the name of the live generation, e.g. "gen-000012"
+    .lock                        the writers' lock; holds the pid of the writer holding it
+    gen-000012/manifest.json     documents, their placement in segments, and the size and
+    gen-000012/manifest.copy.json  SHA-256 of every segment file; checksummed; two copies
+    segments/seg-<id>/           immutable: chunks.jsonl, paragraphs.jsonl, vectors.npy,
+                                 terms.json + postings.npz (BM25 term counts)
+
+A write adds one segment holding the new documents' chunks and a new generation that
+places those documents there; a replaced or removed document stays in its old segment
+as a tombstone (the placement no longer points there) until compaction rewrites that
+segment. So adding one document writes that document and a manifest, not the index.
+
+BM25 across segments: each segment stores raw term counts and chunk lengths, and the view
+computes the statistics (document frequency, average length, live chunk count) over the
+live chunks of all segments when it scores, so the scores are those of one BM25 index over
+the live chunks, whatever the segmentation; storing precomputed per-segment scores would
+freeze each segment's IDF at write time.
+
+The commit protocol (each step is a named fault point, see ``_fault_point``): the segment
+is written in ``segments/tmp-…``, fsynced and renamed; the generation's manifest is
+written in ``tmp-…``, fsynced and renamed to the next free ``gen-N``; then ``CURRENT`` is
+replaced atomically (the commit point) and older generations and unreferenced segments
+are retired. A process killed at any step leaves the previous generation current; the
+next writer removes what it left behind, with a log line.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
+import io
 import json
+import logging
 import os
+import re
 import shutil
+import signal
+import sys
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +66,23 @@ from .chunking import Chunk
 from .documents import Paragraph
 from .tokenize import tokenize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+log = logging.getLogger("rag.index")
+
+REPAIR = "run `rag index --repair` (it rebuilds from the documents recorded in the index; nothing is lost)"
+_GEN = re.compile(r"gen-(\d{6})")
+_SEG = re.compile(r"seg-[0-9a-f]{12}")
+MANIFEST_FILES = ("manifest.json", "manifest.copy.json")
+DEFAULT_MAX_SEGMENTS = 8
+BM25_K1, BM25_B = 1.5, 0.75  # bm25s' defaults (Lucene variant), which this index used before
 
 
 class IndexStateError(RuntimeError):
     """An index that cannot be used as it is; the message names the fix."""
+
+
+class IndexBusy(IndexStateError):
+    """Another process is writing the index and did not finish within the timeout."""
 
 
 @dataclass
@@ -59,11 +114,20 @@ class Manifest:
                    format_version=int(d["format_version"]))
 
 
+@dataclass
+class Salvage:
+    """What a (possibly damaged) index still records and holds."""
+    manifest: Manifest | None  # the newest readable record of the indexed documents
+    entries: dict[str, DocumentEntry]  # documents whose stored data verified
+    problems: list[str]  # what could not be read, one message each
+
+
 class IndexView(ABC):
     """A consistent, read-only view of one version of the index.
 
     A search reads everything through one view, so an index write that lands meanwhile
     (another process, or an upload in the UI) cannot mix two versions in one answer.
+    Chunk positions are the view's own numbering, stable for the view's lifetime.
     """
 
     manifest: Manifest
@@ -81,7 +145,8 @@ class IndexView(ABC):
     def chunk(self, position: int) -> Chunk: ...
 
     @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The number of chunks of the indexed documents."""
 
     @abstractmethod
     def dense_search(self, vector: np.ndarray, n: int, doc_ids: set[str] | None = None
@@ -96,207 +161,92 @@ class IndexView(ABC):
 
 class Store(ABC):
     @abstractmethod
-    def exists(self) -> bool: ...
+    def exists(self) -> bool:
+        """Whether the index has been written (even if it is damaged now)."""
 
     @abstractmethod
     def view(self) -> IndexView:
         """The current version; raises IndexStateError when there is none or it is damaged."""
 
     @abstractmethod
+    def writing(self, timeout: float) -> contextlib.AbstractContextManager:
+        """Hold the writers' lock (inter-process; re-entrant in a thread); IndexBusy after
+        ``timeout`` seconds, naming the holder. Readers never take it."""
+
+    @abstractmethod
     def apply(self, manifest: Manifest, upserts: list[DocumentEntry], deletions: list[str],
               replace_all: bool = False) -> None:
         """Add or replace the given documents and delete others, all or nothing.
-        ``replace_all``: the index holds exactly ``upserts`` afterwards (a rebuild)."""
+        ``replace_all``: the index holds exactly ``upserts`` afterwards (a rebuild).
+        Takes the writers' lock if the caller does not hold it."""
+
+    @abstractmethod
+    def salvage(self) -> Salvage:
+        """The documents the newest readable manifest records, and those of them whose
+        stored data is intact; for a repair. Never raises for damage."""
 
     def manifest(self) -> Manifest:
         return self.view().manifest
 
-
-class FileView(IndexView):
-    """One generation folder, loaded into memory: FAISS, bm25s and the JSONL records."""
-
-    def __init__(self, root: Path, gen: str):
-        import bm25s
-        import faiss
-        folder = root / gen
-        fix = f"rebuild it with `rag index --rebuild` (index folder: {root})"
-        try:
-            raw = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            version = int(raw.get("format_version", 0))
-            if version != FORMAT_VERSION:
-                raise IndexStateError(f"the index was written in format {version}, this version reads "
-                                      f"format {FORMAT_VERSION}; {fix}")
-            manifest = Manifest.from_dict(raw)
-            paragraphs = [Paragraph.from_dict(json.loads(line)) for line in
-                          (folder / "paragraphs.jsonl").read_text(encoding="utf-8").splitlines()]
-            chunks = [Chunk(**json.loads(line)) for line in
-                      (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
-            vectors = np.load(folder / "vectors.npy")
-            dense = faiss.read_index(str(folder / "dense.faiss"))
-            keyword = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if chunks else None
-        except IndexStateError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise IndexStateError(f"the index is damaged ({type(exc).__name__}: {exc}); {fix}") from None
-        if not (len(chunks) == vectors.shape[0] == dense.ntotal) or (
-                len(chunks) and vectors.shape[1] != manifest.dim):
-            raise IndexStateError(f"the index is damaged (chunks, vectors and FAISS disagree); {fix}")
-        self.gen, self.manifest = gen, manifest
-        self._paragraphs = {p.id: p for p in paragraphs}
-        self._chunks, self._vectors, self._dense, self._keyword = chunks, vectors, dense, keyword
-        by_doc: dict[str, list[int]] = {}
-        for i, c in enumerate(chunks):
-            by_doc.setdefault(c.doc_id, []).append(i)
-        self._doc_positions = {d: np.array(v, dtype=np.int64) for d, v in by_doc.items()}
-
-    def document(self, doc_id):
-        positions = self._doc_positions.get(doc_id, np.zeros(0, dtype=np.int64))
-        return DocumentEntry(meta=self.manifest.documents[doc_id],
-                             paragraphs=[p for p in self._paragraphs.values() if p.doc_id == doc_id],
-                             chunks=[self._chunks[i] for i in positions],
-                             vectors=self._vectors[positions])
-
-    def paragraph(self, paragraph_id):
-        return self._paragraphs[paragraph_id]
-
-    def paragraphs(self):
-        return list(self._paragraphs.values())
-
-    def chunk(self, position):
-        return self._chunks[position]
-
-    def __len__(self):
-        return len(self._chunks)
-
-    def _allowed(self, doc_ids: set[str] | None) -> np.ndarray | None:
-        if doc_ids is None:
-            return None
-        parts = [self._doc_positions[d] for d in doc_ids if d in self._doc_positions]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def dense_search(self, vector, n, doc_ids=None):
-        import faiss
-        allowed = self._allowed(doc_ids)
-        n = min(n, len(self._chunks) if allowed is None else len(allowed))
-        if n == 0:
-            return []
-        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        scores, ids = self._dense.search(query, n, params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-    def keyword_search(self, tokens, n, doc_ids=None):
-        if self._keyword is None or not tokens:
-            return []
-        allowed = self._allowed(doc_ids)
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(len(self._chunks), dtype=np.float32)
-            mask[allowed] = 1
-        scores = self._keyword.get_scores(tokens, weight_mask=mask)
-        top = np.argsort(-scores, kind="stable")[:n]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+    def configure(self, config) -> None:
+        """Store-specific tunables from the configuration (none by default)."""
 
 
-class FileStore(Store):
-    """An index folder: ``CURRENT`` names the live generation folder ``gen-N``.
-
-    A write builds ``gen-N+1`` beside the live one and then swaps ``CURRENT`` with an
-    atomic rename, so a process killed mid-write leaves the previous index in use. The
-    generation before the live one is kept for readers that are still loading it.
-    """
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self._view: FileView | None = None
-        self._load_lock = threading.Lock()
-
-    def _current(self) -> str | None:
-        try:
-            return (self.root / "CURRENT").read_text().strip() or None
-        except FileNotFoundError:
-            return None
-
-    def exists(self) -> bool:
-        return self._current() is not None
-
-    def view(self) -> FileView:
-        """The live generation; reloaded when any process has written a new one."""
-        gen = self._current()
-        if gen is None:
-            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
-        current = self._view
-        if current is None or current.gen != gen:
-            with self._load_lock:  # concurrent searches load a new generation once
-                if self._view is None or self._view.gen != gen:
-                    self._view = FileView(self.root, gen)
-                current = self._view
-        return current
-
-    # -- writing --------------------------------------------------------------------
-    def apply(self, manifest, upserts, deletions, replace_all=False):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time
-            replaced = {e.meta["doc_id"] for e in upserts} | set(deletions)
-            kept: list[DocumentEntry] = []
-            if self.exists() and not replace_all:
-                view = self.view()
-                kept = [view.document(d) for d in view.manifest.documents if d not in replaced]
-            entries = sorted(kept + list(upserts), key=lambda e: e.meta["doc_id"])
-            manifest.documents = {e.meta["doc_id"]: e.meta for e in entries}
-            self._write_generation(manifest, entries)
-
-    def _write_generation(self, manifest: Manifest, entries: list[DocumentEntry]) -> None:
-        import bm25s
-        import faiss
-        tmp = self.root / f"tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            paragraphs = [p for e in entries for p in e.paragraphs]
-            chunks = [c for e in entries for c in e.chunks]
-            vectors = (np.concatenate([e.vectors for e in entries]).astype(np.float32)
-                       if entries else np.zeros((0, manifest.dim), dtype=np.float32))
-            _write_jsonl(tmp / "paragraphs.jsonl", (p.to_dict() for p in paragraphs))
-            _write_jsonl(tmp / "chunks.jsonl", (c.to_dict() for c in chunks))
-            with open(tmp / "vectors.npy", "wb") as fh:
-                np.save(fh, vectors)
-            dense = faiss.IndexFlatIP(manifest.dim)  # inner product on unit vectors = cosine
-            if len(vectors):
-                dense.add(vectors)
-            faiss.write_index(dense, str(tmp / "dense.faiss"))
-            if chunks:
-                keyword = bm25s.BM25()
-                keyword.index([tokenize(c.indexed_text) for c in chunks], show_progress=False)
-                keyword.save(str(tmp / "bm25"), show_progress=False)
-            # The manifest goes last: a generation folder without one is never complete.
-            (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=1),
-                                               encoding="utf-8")
-            _fsync_tree(tmp)
-            previous = self._current()
-            number = int(previous.split("-")[1]) + 1 if previous else 1
-            gen = f"gen-{number:06d}"
-            os.rename(tmp, self.root / gen)
-            pointer = self.root / f"CURRENT.{uuid.uuid4().hex[:8]}"
-            pointer.write_text(gen)
-            _fsync_file(pointer)
-            os.replace(pointer, self.root / "CURRENT")  # the commit point
-            _fsync_dir(self.root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self._collect_garbage(keep={gen, previous})
-
-    def _collect_garbage(self, keep: set[str | None]) -> None:
-        for child in self.root.iterdir():
-            if child.is_dir() and child.name.startswith(("gen-", "tmp-")) and child.name not in keep:
-                shutil.rmtree(child, ignore_errors=True)
+# -- fault injection ---------------------------------------------------------------------
+FAULT_POINTS = ("lock-acquired", "segment-partial", "segment-written", "segment-renamed",
+                "generation-written", "current-written", "current-swapped", "retire-partial")
 
 
-def _write_jsonl(path: Path, rows) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _fault_point(name: str) -> None:
+    """With RAG_FAULT_POINT=<name>, stop here (the fault-injection tests `kill -9` the
+    process at each step of the commit protocol). A no-op otherwise."""
+    if os.environ.get("RAG_FAULT_POINT") == name:
+        print(f"RAG_FAULT_POINT {name} reached (pid {os.getpid()})", file=sys.stderr, flush=True)
+        while True:
+            signal.pause()
+
+
+# -- checksummed files -------------------------------------------------------------------
+def _damaged(path: Path, problem: str) -> IndexStateError:
+    return IndexStateError(f"the index is damaged: {path} {problem}; {REPAIR}")
+
+
+def _file_record(path: Path) -> dict:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": h.hexdigest()}
+
+
+def _verify_file(path: Path, expected: dict, read: bool) -> bytes | None:
+    """The file's bytes (when ``read``) after checking its size and SHA-256 against the
+    manifest; IndexStateError naming the file otherwise."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _damaged(path, "is missing") from None
+    except OSError as exc:
+        raise _damaged(path, f"cannot be read ({exc.strerror or exc})") from None
+    if size != expected["bytes"]:
+        raise _damaged(path, f"has {size} bytes, the manifest records {expected['bytes']}")
+    try:
+        if read:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+        else:
+            data, digest = None, _file_record(path)["sha256"]
+    except OSError as exc:
+        raise _damaged(path, f"cannot be read ({exc.strerror or exc})") from None
+    if digest != expected["sha256"]:
+        raise _damaged(path, "does not match its checksum in the manifest (its content changed)")
+    return data
+
+
+def _checksum(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -319,3 +269,674 @@ def _fsync_tree(folder: Path) -> None:
     for path in [*folder.rglob("*"), folder]:
         if path.is_dir():
             _fsync_dir(path)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# -- BM25 term counts ---------------------------------------------------------------------
+@dataclass
+class Postings:
+    """Term counts of a segment's chunks, by term (compressed sparse columns)."""
+    terms: list[str]  # sorted
+    indptr: np.ndarray  # len(terms)+1: term t's entries are [indptr[t], indptr[t+1])
+    rows: np.ndarray  # chunk row of each entry
+    counts: np.ndarray  # occurrences of the term in that chunk
+    lengths: np.ndarray  # tokens per chunk
+
+    @classmethod
+    def from_tokens(cls, token_lists: list[list[str]]) -> "Postings":
+        per_chunk = [Counter(tokens) for tokens in token_lists]
+        terms = sorted({t for c in per_chunk for t in c})
+        index = {t: i for i, t in enumerate(terms)}
+        term_ids = [index[t] for c in per_chunk for t in c]
+        rows = [r for r, c in enumerate(per_chunk) for _ in c]
+        counts = [n for c in per_chunk for n in c.values()]
+        return cls._build(terms, np.array(term_ids, dtype=np.int64), np.array(rows, dtype=np.int64),
+                          np.array(counts, dtype=np.int32),
+                          np.array([len(t) for t in token_lists], dtype=np.int32))
+
+    @classmethod
+    def _build(cls, terms, term_ids, rows, counts, lengths) -> "Postings":
+        order = np.lexsort((rows, term_ids))
+        term_ids, rows, counts = term_ids[order], rows[order], counts[order]
+        indptr = np.searchsorted(term_ids, np.arange(len(terms) + 1)).astype(np.int64)
+        return cls(list(terms), indptr, rows.astype(np.int32), counts.astype(np.int32),
+                   np.asarray(lengths, dtype=np.int32))
+
+    @classmethod
+    def merge(cls, parts: list[tuple["Postings", np.ndarray]]) -> "Postings":
+        """The postings of the given rows of each part, renumbered in order (compaction:
+        term counts are carried over, the text is not tokenized again)."""
+        terms = sorted({t for p, _ in parts for t in p.terms})
+        all_terms = np.array(terms, dtype=object)
+        term_ids, rows, counts, lengths = [], [], [], []
+        offset = 0
+        for p, keep in parts:
+            new_row = np.full(len(p.lengths), -1, dtype=np.int64)
+            new_row[keep] = offset + np.arange(len(keep))
+            local_term = np.repeat(np.arange(len(p.terms)), np.diff(p.indptr))
+            kept = new_row[p.rows] >= 0 if len(p.rows) else np.zeros(0, dtype=bool)
+            global_of_local = np.searchsorted(all_terms, np.array(p.terms, dtype=object)) if p.terms else \
+                np.zeros(0, dtype=np.int64)
+            term_ids.append(global_of_local[local_term[kept]])
+            rows.append(new_row[p.rows[kept]])
+            counts.append(p.counts[kept])
+            lengths.append(p.lengths[keep])
+            offset += len(keep)
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt))
+        return cls._build(terms, cat(term_ids, np.int64), cat(rows, np.int64), cat(counts, np.int32),
+                          cat(lengths, np.int32))
+
+    def save(self, folder: Path) -> None:
+        (folder / "terms.json").write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        with open(folder / "postings.npz", "wb") as fh:
+            np.savez(fh, indptr=self.indptr, rows=self.rows, counts=self.counts, lengths=self.lengths)
+
+    @classmethod
+    def parse(cls, terms_bytes: bytes, postings_bytes: bytes, n_chunks: int) -> "Postings":
+        terms = json.loads(terms_bytes.decode("utf-8"))
+        with np.load(io.BytesIO(postings_bytes), allow_pickle=False) as npz:
+            p = cls(terms, npz["indptr"], npz["rows"], npz["counts"], npz["lengths"])
+        if (not isinstance(terms, list) or len(p.indptr) != len(terms) + 1 or len(p.lengths) != n_chunks
+                or len(p.rows) != len(p.counts) or (len(p.indptr) and p.indptr[-1] != len(p.rows))
+                or (len(p.rows) and (p.rows.min() < 0 or p.rows.max() >= n_chunks))):
+            raise ValueError("term counts do not fit the segment's chunks")
+        return p
+
+
+# -- the FAISS part ------------------------------------------------------------------------
+def build_dense_index(vectors: np.ndarray, dim: int):
+    """The FAISS index of one segment: exact inner product, which on unit vectors is the
+    cosine. Cheap to rebuild from vectors.npy, so it is not stored; an approximate index
+    (HNSW) would be built here and saved as a segment file."""
+    import faiss
+    dense = faiss.IndexFlatIP(dim)
+    if len(vectors):
+        dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return dense
+
+
+# -- segments ------------------------------------------------------------------------------
+@dataclass
+class Segment:
+    """One immutable segment, loaded and verified."""
+    name: str
+    chunks: list[Chunk]
+    paragraphs: list[Paragraph]
+    vectors: np.ndarray
+    postings: Postings
+    dense: object = None
+    term_index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: Path, info: dict, dim: int) -> "Segment":
+        files = info["files"]
+        data = {name: _verify_file(folder / name, expected, read=True) for name, expected in files.items()}
+        name = folder.name
+        try:
+            chunks = [Chunk(**json.loads(line)) for line in data["chunks.jsonl"].decode("utf-8").splitlines()]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _damaged(folder / "chunks.jsonl", f"cannot be parsed ({exc})") from None
+        try:
+            paragraphs = [Paragraph.from_dict(json.loads(line))
+                          for line in data["paragraphs.jsonl"].decode("utf-8").splitlines()]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _damaged(folder / "paragraphs.jsonl", f"cannot be parsed ({exc})") from None
+        try:
+            vectors = np.load(io.BytesIO(data["vectors.npy"]), allow_pickle=False)
+            if vectors.shape != (len(chunks), dim) or vectors.dtype != np.float32:
+                raise ValueError(f"shape {vectors.shape} {vectors.dtype}, expected ({len(chunks)}, {dim}) float32")
+        except (ValueError, OSError) as exc:
+            raise _damaged(folder / "vectors.npy", f"cannot be used ({exc})") from None
+        try:
+            postings = Postings.parse(data["terms.json"], data["postings.npz"], len(chunks))
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise _damaged(folder / "postings.npz", f"cannot be used ({exc})") from None
+        segment = cls(name, chunks, paragraphs, vectors, postings)
+        segment.dense = build_dense_index(vectors, dim)
+        segment.term_index = {t: i for i, t in enumerate(postings.terms)}
+        return segment
+
+    @staticmethod
+    def verify(folder: Path, info: dict) -> None:
+        """Check every file's size and checksum without parsing (a writer reusing it)."""
+        for name, expected in info["files"].items():
+            _verify_file(folder / name, expected, read=False)
+
+
+def _write_segment(segments_dir: Path, chunks: list[Chunk], paragraphs: list[Paragraph],
+                   vectors: np.ndarray, postings: Postings) -> tuple[str, dict]:
+    """Write one segment (temporary folder, fsync, rename); its name and manifest record."""
+    segments_dir.mkdir(parents=True, exist_ok=True)
+    name = f"seg-{uuid.uuid4().hex[:12]}"
+    tmp = segments_dir / f"tmp-{name}"
+    tmp.mkdir()
+    try:
+        _write_jsonl(tmp / "chunks.jsonl", (c.to_dict() for c in chunks))
+        _write_jsonl(tmp / "paragraphs.jsonl", (p.to_dict() for p in paragraphs))
+        _fault_point("segment-partial")
+        with open(tmp / "vectors.npy", "wb") as fh:
+            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+        postings.save(tmp)
+        _fsync_tree(tmp)
+        files = {p.name: _file_record(p) for p in sorted(tmp.iterdir())}
+        _fault_point("segment-written")
+        os.rename(tmp, segments_dir / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(segments_dir)
+    _fault_point("segment-renamed")
+    return name, {"files": files, "chunks": len(chunks)}
+
+
+# -- reading -------------------------------------------------------------------------------
+class FileView(IndexView):
+    """One generation: its manifest and the live chunks of its segments, in memory."""
+
+    def __init__(self, root: Path, gen: str, record: dict):
+        self.gen, self.record = gen, record
+        self.manifest = Manifest.from_dict(record)
+        placement: dict[str, str] = record["placement"]
+        self.segments = [Segment.load(root / "segments" / name, info, self.manifest.dim)
+                         for name, info in record["segments"].items()]
+        self._chunks: list[Chunk] = []
+        self._offsets: list[int] = []
+        live: list[np.ndarray] = []
+        self._paragraphs: dict[str, Paragraph] = {}
+        by_doc: dict[str, list[int]] = {}
+        for segment in self.segments:
+            offset = len(self._chunks)
+            self._offsets.append(offset)
+            self._chunks.extend(segment.chunks)
+            mask = np.array([placement.get(c.doc_id) == segment.name for c in segment.chunks], dtype=bool)
+            live.append(mask)
+            for i in np.flatnonzero(mask):
+                by_doc.setdefault(segment.chunks[i].doc_id, []).append(offset + int(i))
+            for p in segment.paragraphs:
+                if placement.get(p.doc_id) == segment.name:
+                    self._paragraphs[p.id] = p
+        self._live = np.concatenate(live) if live else np.zeros(0, dtype=bool)
+        self._doc_positions = {d: np.array(v, dtype=np.int64) for d, v in by_doc.items()}
+        missing = [d for d in self.manifest.documents if d not in placement]
+        if missing:
+            raise _damaged(root / gen / "manifest.json", f"places no chunks for {', '.join(missing[:3])}")
+        lengths = np.concatenate([s.postings.lengths for s in self.segments]) if self.segments else \
+            np.zeros(0, dtype=np.int32)
+        self._lengths = lengths.astype(np.float64)
+        self._live_count = int(self._live.sum())
+        self._avg_length = float(self._lengths[self._live].mean()) if self._live_count else 0.0
+
+    def document(self, doc_id):
+        positions = self._doc_positions.get(doc_id, np.zeros(0, dtype=np.int64))
+        paragraphs = sorted((p for p in self._paragraphs.values() if p.doc_id == doc_id), key=lambda p: p.number)
+        if len(positions):  # a document's chunks all live in one segment
+            segment, first = self._locate(int(positions[0]))
+            vectors = segment.vectors[positions - (int(positions[0]) - first)]
+        else:
+            vectors = np.zeros((0, self.manifest.dim), dtype=np.float32)
+        return DocumentEntry(meta=self.manifest.documents[doc_id], paragraphs=paragraphs,
+                             chunks=[self._chunks[i] for i in positions], vectors=vectors)
+
+    def _locate(self, position: int) -> tuple[Segment, int]:
+        import bisect
+        s = bisect.bisect_right(self._offsets, position) - 1
+        return self.segments[s], position - self._offsets[s]
+
+    def paragraph(self, paragraph_id):
+        return self._paragraphs[paragraph_id]
+
+    def paragraphs(self):
+        return list(self._paragraphs.values())
+
+    def chunk(self, position):
+        return self._chunks[position]
+
+    def __len__(self):
+        return self._live_count
+
+    def _allowed(self, doc_ids: set[str] | None) -> np.ndarray:
+        """A mask of the searchable positions: live, and of the given documents if any."""
+        if doc_ids is None:
+            return self._live
+        mask = np.zeros(len(self._chunks), dtype=bool)
+        for d in doc_ids:
+            if d in self._doc_positions:
+                mask[self._doc_positions[d]] = True
+        return mask
+
+    def dense_search(self, vector, n, doc_ids=None):
+        import faiss
+        allowed = self._allowed(doc_ids)
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        found: list[tuple[int, float]] = []
+        for segment, offset in zip(self.segments, self._offsets):
+            local = np.flatnonzero(allowed[offset:offset + len(segment.chunks)])
+            m = min(n, len(local))
+            if m == 0:
+                continue
+            params = None if len(local) == len(segment.chunks) else \
+                faiss.SearchParameters(sel=faiss.IDSelectorBatch(local.astype(np.int64)))
+            scores, ids = segment.dense.search(query, m, params=params)
+            found.extend((offset + int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0)
+        found.sort(key=lambda r: (-r[1], r[0]))
+        return found[:n]
+
+    def keyword_search(self, tokens, n, doc_ids=None):
+        if not tokens or not self._live_count:
+            return []
+        allowed = self._allowed(doc_ids)
+        scores = np.zeros(len(self._chunks), dtype=np.float64)
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * self._lengths / self._avg_length)
+        postings_of: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for token in set(tokens):
+            entries = []
+            for segment, offset in zip(self.segments, self._offsets):
+                t = segment.term_index.get(token)
+                if t is None:
+                    continue
+                p = segment.postings
+                rows = p.rows[p.indptr[t]:p.indptr[t + 1]].astype(np.int64) + offset
+                keep = self._live[rows]
+                entries.append((rows[keep], p.counts[p.indptr[t]:p.indptr[t + 1]][keep].astype(np.float64)))
+            postings_of[token] = entries
+        for token in tokens:  # a repeated query word counts again, as in bm25s
+            entries = postings_of[token]
+            df = sum(len(rows) for rows, _ in entries)
+            if not df:
+                continue
+            idf = np.log(1 + (self._live_count - df + 0.5) / (df + 0.5))
+            for rows, tf in entries:
+                scores[rows] += idf * tf / (tf + norm[rows])
+        scores = scores.astype(np.float32)
+        scores[~allowed] = 0
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+# -- the index folder ----------------------------------------------------------------------
+class FileStore(Store):
+    """An index folder of generations and segments (layout in the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike, max_segments: int = DEFAULT_MAX_SEGMENTS):
+        self.root = Path(root)
+        self.max_segments = max_segments
+        self._view: FileView | None = None
+        self._load_lock = threading.Lock()
+        self._writer = threading.RLock()  # threads of this process, one at a time
+        self._writer_depth = 0
+        self._lock_fd: int | None = None
+        self._warned: set[str] = set()
+
+    def configure(self, config) -> None:
+        self.max_segments = max(1, int(getattr(config, "max_segments", self.max_segments)))
+
+    # -- where things are
+    def _generations(self) -> list[tuple[int, str]]:
+        """(number, name) of the generation folders, newest first."""
+        try:
+            children = list(self.root.iterdir())
+        except FileNotFoundError:
+            return []
+        found = [(int(m.group(1)), c.name) for c in children
+                 if c.is_dir() and (m := _GEN.fullmatch(c.name))]
+        return sorted(found, reverse=True)
+
+    def _current_pointer(self) -> tuple[str | None, str]:
+        """The generation CURRENT names, or None and why not."""
+        path = self.root / "CURRENT"
+        try:
+            text = path.read_bytes().decode("ascii").strip()
+        except FileNotFoundError:
+            return None, f"{path} is missing"
+        except (OSError, UnicodeDecodeError):
+            return None, f"{path} is unreadable"
+        if not text:
+            return None, f"{path} is empty"
+        if not _GEN.fullmatch(text):
+            return None, f"{path} does not name a generation ({text[:40]!r})"
+        if not (self.root / text).is_dir():
+            return None, f"{path} names {text}, which is missing"
+        return text, ""
+
+    def exists(self) -> bool:
+        return (self.root / "CURRENT").exists() or bool(self._generations())
+
+    def _read_record(self, gen: str) -> dict:
+        """A generation's manifest, checksum verified; its copy if the first is damaged."""
+        problems = []
+        for name in MANIFEST_FILES:
+            path = self.root / gen / name
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                version = record.get("format_version")
+                if "checksum" not in record and isinstance(version, int) and version != FORMAT_VERSION:
+                    raise IndexStateError(f"the index at {self.root} was written in format {version}, this "
+                                          f"version reads format {FORMAT_VERSION}; {REPAIR}")
+                body = {k: v for k, v in record.items() if k != "checksum"}
+                if record.get("checksum") != _checksum(body):
+                    raise ValueError("its checksum does not match its content")
+                if version != FORMAT_VERSION:
+                    raise IndexStateError(f"the index at {self.root} was written in format {version}, this "
+                                          f"version reads format {FORMAT_VERSION}; {REPAIR}")
+                for key in ("embedding", "chunking", "documents", "placement", "segments"):
+                    if key not in record:
+                        raise ValueError(f"it lacks {key!r}")
+            except IndexStateError:
+                raise
+            except FileNotFoundError:
+                problems.append(f"{path} is missing")
+                continue
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                problems.append(f"{path} is unreadable ({exc})")
+                continue
+            if problems:
+                self._warn(f"rag: {problems[0]}; reading its copy {path.name} "
+                           "(`rag index --repair` rewrites it)")
+            return record
+        raise IndexStateError(f"the index is damaged: {'; '.join(problems)}; {REPAIR}")
+
+    def _resolve(self) -> tuple[str, dict]:
+        """The live generation and its manifest. A missing or unusable CURRENT falls back to
+        the newest generation whose manifest and file sizes verify, with a warning."""
+        gen, why = self._current_pointer()
+        if gen is not None:
+            return gen, self._read_record(gen)
+        generations = self._generations()
+        if not generations:
+            if (self.root / "CURRENT").exists():
+                raise IndexStateError(f"the index at {self.root} holds no generation ({why}); rebuild it from "
+                                      "your documents with `rag index --rebuild PATH…`")
+            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
+        newest = generations[0][1]  # always complete: generations appear by an atomic rename
+        try:
+            record = self._read_record(newest)
+            for seg, info in record["segments"].items():
+                for file, expected in info["files"].items():
+                    if (self.root / "segments" / seg / file).stat().st_size != expected["bytes"]:
+                        raise OSError(f"{self.root / 'segments' / seg / file} has the wrong size")
+        except (IndexStateError, OSError, KeyError, TypeError, AttributeError) as exc:
+            raise IndexStateError(f"the index is damaged: {why}, and the newest generation {newest} does not "
+                                  f"verify ({exc}); {REPAIR}") from None
+        self._warn(f"rag: {why}; reading {newest}, the newest generation, which verifies "
+                   "(the next `rag index` rewrites CURRENT)")
+        return newest, record
+
+    def _warn(self, message: str) -> None:
+        """A warning on stderr, once per store (a UI search must not repeat it each time)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
+
+    def view(self) -> FileView:
+        """The live generation; reloaded when any process has written a new one."""
+        if not self.exists():
+            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
+        gen, record = self._resolve()
+        current = self._view
+        if current is None or current.gen != gen or current.record.get("checksum") != record.get("checksum"):
+            with self._load_lock:  # concurrent searches load a new generation once
+                if self._view is None or self._view.gen != gen or \
+                        self._view.record.get("checksum") != record.get("checksum"):
+                    try:
+                        self._view = FileView(self.root, gen, record)
+                    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                        raise _damaged(self.root / gen / "manifest.json",
+                                       f"does not describe its segments ({type(exc).__name__}: {exc})") from None
+                current = self._view
+        return current
+
+    def manifest(self) -> Manifest:
+        """The live manifest, without loading the segments (cheap)."""
+        if not self.exists():
+            raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
+        return Manifest.from_dict(self._resolve()[1])
+
+    # -- the writers' lock
+    @contextlib.contextmanager
+    def writing(self, timeout: float = 120.0):
+        if not self._writer.acquire(timeout=max(timeout, 0)):
+            raise IndexBusy(f"another thread of this process is writing the index at {self.root}; "
+                            f"waited {timeout:.0f} s")
+        try:
+            if self._writer_depth == 0:
+                self._lock_fd = self._acquire_file_lock(timeout)
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+                if self._writer_depth == 0:
+                    os.close(self._lock_fd)  # releases the flock
+                    self._lock_fd = None
+        finally:
+            self._writer.release()
+
+    def _acquire_file_lock(self, timeout: float) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    try:
+                        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                    finally:
+                        os.close(fd)
+                    raise IndexBusy(f"another writer (pid {holder}) is updating the index at {self.root}; "
+                                    f"waited {timeout:.0f} s. Try again when it has finished "
+                                    f"(lock file: {path})") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _fault_point("lock-acquired")
+        return fd
+
+    # -- writing
+    def apply(self, manifest, upserts, deletions, replace_all=False):
+        with self.writing():
+            base_gen, base = None, None
+            if self.exists() and not replace_all:
+                base_gen, base = self._resolve()  # raises on damage: never build on a damaged base
+            elif self.exists():
+                with contextlib.suppress(IndexStateError):
+                    base_gen, _ = self._resolve()
+            self._clean_leftovers(base_gen)
+            segments_dir = self.root / "segments"
+            replaced = {e.meta["doc_id"] for e in upserts} | set(deletions)
+            documents: dict[str, dict] = {}
+            placement: dict[str, str] = {}
+            segments: dict[str, dict] = {}
+            if base is not None:
+                for doc_id, meta in base["documents"].items():
+                    if doc_id not in replaced:
+                        documents[doc_id], placement[doc_id] = meta, base["placement"][doc_id]
+                for name, info in base["segments"].items():
+                    if name in placement.values():  # a segment left with no live document is dropped
+                        Segment.verify(segments_dir / name, info)  # never carry damage forward
+                        segments[name] = info
+            if upserts:
+                name, info = self._write_new_segment(upserts)
+                segments[name] = info
+                for e in upserts:
+                    meta = dict(e.meta, chunks=len(e.chunks))
+                    documents[e.meta["doc_id"]], placement[e.meta["doc_id"]] = meta, name
+            self._compact(segments, placement, documents, manifest.dim)
+            documents = dict(sorted(documents.items()))
+            manifest.documents = documents
+            body = dict(manifest.to_dict(), placement=dict(sorted(placement.items())), segments=segments)
+            self._commit(body, base_gen)
+
+    def _write_new_segment(self, upserts: list[DocumentEntry]) -> tuple[str, dict]:
+        chunks = [c for e in upserts for c in e.chunks]
+        paragraphs = [p for e in upserts for p in e.paragraphs]
+        vectors = (np.concatenate([e.vectors for e in upserts]).astype(np.float32) if chunks
+                   else np.zeros((0, upserts[0].vectors.shape[1] if upserts else 0), dtype=np.float32))
+        postings = Postings.from_tokens([tokenize(c.indexed_text) for c in chunks])
+        return _write_segment(self.root / "segments", chunks, paragraphs, vectors, postings)
+
+    def _compact(self, segments: dict[str, dict], placement: dict[str, str], documents: dict, dim: int) -> None:
+        """Beyond ``max_segments``, the smallest segments (and any mostly made of
+        tombstones) are merged into one, so searches stay fast and dead chunks are freed,
+        while a large segment is not rewritten for a small change."""
+        live = Counter(placement.values())
+        if len(segments) <= self.max_segments:
+            return
+        by_size = sorted(segments, key=lambda s: (live[s], s))
+        chosen = set(by_size[:len(segments) - self.max_segments + 1])
+        chosen |= {s for s in segments if live[s] < segments[s]["chunks"] / 2}
+        if len(chosen) < 2:
+            return
+        loaded = [Segment.load(self.root / "segments" / s, segments[s], dim) for s in sorted(chosen)]
+        chunks, paragraphs, vectors, parts = [], [], [], []
+        for seg in loaded:
+            keep = np.array([i for i, c in enumerate(seg.chunks) if placement.get(c.doc_id) == seg.name],
+                            dtype=np.int64)
+            chunks.extend(seg.chunks[i] for i in keep)
+            paragraphs.extend(p for p in seg.paragraphs if placement.get(p.doc_id) == seg.name)
+            vectors.append(seg.vectors[keep])
+            parts.append((seg.postings, keep))
+        name, info = _write_segment(self.root / "segments", chunks, paragraphs,
+                                    np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+                                    Postings.merge(parts))
+        for s in chosen:
+            del segments[s]
+        segments[name] = info
+        for doc_id, seg in placement.items():
+            if seg in chosen:
+                placement[doc_id] = name
+        log.info("rag: compacted %d segments into %s", len(chosen), name)
+
+    def _commit(self, body: dict, base_gen: str | None) -> None:
+        """Write the generation and make it current (the commit point), then retire."""
+        numbers = [n for n, _ in self._generations()]
+        gen = f"gen-{(max(numbers) + 1 if numbers else 1):06d}"
+        body = dict(body, generation=int(gen[4:]))
+        record = dict(body, checksum=_checksum(body))
+        text = json.dumps(record, ensure_ascii=False, indent=1)
+        tmp = self.root / f"tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            for name in MANIFEST_FILES:
+                (tmp / name).write_text(text, encoding="utf-8")
+            _fsync_tree(tmp)
+            os.rename(tmp, self.root / gen)  # a fresh name: never an existing folder
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(self.root)
+        _fault_point("generation-written")
+        pointer = self.root / f"CURRENT.tmp-{uuid.uuid4().hex[:8]}"
+        pointer.write_text(gen + "\n")
+        _fsync_file(pointer)
+        _fault_point("current-written")
+        os.replace(pointer, self.root / "CURRENT")  # the commit point
+        _fsync_dir(self.root)
+        _fault_point("current-swapped")
+        self._retire(keep=[gen] + ([base_gen] if base_gen else []))
+
+    def _retire(self, keep: list[str]) -> None:
+        """Delete generations other than the new and the previous one (kept for readers
+        still loading it), and segments neither references."""
+        referenced: set[str] = set()
+        for gen in keep:
+            with contextlib.suppress(IndexStateError, OSError):
+                referenced |= set(self._read_record(gen)["segments"])
+        first = True
+        for _, name in self._generations():
+            if name not in keep:
+                shutil.rmtree(self.root / name, ignore_errors=True)
+                if first:
+                    _fault_point("retire-partial")
+                    first = False
+        segments_dir = self.root / "segments"
+        if segments_dir.is_dir():
+            for child in segments_dir.iterdir():
+                if child.is_dir() and _SEG.fullmatch(child.name) and child.name not in referenced:
+                    shutil.rmtree(child, ignore_errors=True)
+
+    def _clean_leftovers(self, current: str | None) -> None:
+        """Remove what an interrupted write left behind: temporary folders, and generations
+        newer than the current one that never became current. Each gets a log line."""
+        if not self.root.is_dir():
+            return
+        for folder in (self.root, self.root / "segments"):
+            if not folder.is_dir():
+                continue
+            for child in folder.iterdir():
+                if child.name.startswith(("tmp-", "CURRENT.tmp-")):
+                    log.warning("rag: removed %s, left by an interrupted index write", child)
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        if current is None:
+            return  # without a usable current generation nothing else may be deleted
+        current_number = int(current[4:])
+        for number, name in self._generations():
+            if number > current_number:
+                log.warning("rag: removed %s, a generation written by an interrupted index write "
+                            "that never became current", self.root / name)
+                shutil.rmtree(self.root / name, ignore_errors=True)
+
+    # -- repair
+    def salvage(self) -> Salvage:
+        problems: list[str] = []
+        record = None
+        if self.exists():
+            try:
+                _, record = self._resolve()
+            except IndexStateError as exc:
+                problems.append(str(exc))
+                for _, name in self._generations():  # the newest manifest that still reads
+                    try:
+                        record = self._read_record(name)
+                        break
+                    except IndexStateError:
+                        continue
+        if record is None:
+            legacy = self._legacy_manifest()
+            return Salvage(legacy, {}, problems)
+        manifest = Manifest.from_dict(record)
+        entries: dict[str, DocumentEntry] = {}
+        for name, info in record["segments"].items():
+            try:
+                segment = Segment.load(self.root / "segments" / name, info, manifest.dim)
+            except IndexStateError as exc:
+                problems.append(str(exc))
+                continue
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"segment {name} cannot be read ({exc})")
+                continue
+            for doc_id, seg in record["placement"].items():
+                if seg != name or doc_id not in manifest.documents:
+                    continue
+                rows = [i for i, c in enumerate(segment.chunks) if c.doc_id == doc_id]
+                entries[doc_id] = DocumentEntry(
+                    meta=manifest.documents[doc_id],
+                    paragraphs=sorted((p for p in segment.paragraphs if p.doc_id == doc_id), key=lambda p: p.number),
+                    chunks=[segment.chunks[i] for i in rows], vectors=segment.vectors[rows])
+        return Salvage(manifest, entries, problems)
+
+    def _legacy_manifest(self) -> Manifest | None:
+        """The document list of an index written in format 1 (one folder per generation,
+        no checksums), so a repair can re-read its documents."""
+        for _, name in self._generations():
+            try:
+                raw = json.loads((self.root / name / "manifest.json").read_text(encoding="utf-8"))
+                manifest = Manifest.from_dict(raw)
+                if isinstance(manifest.documents, dict):
+                    return manifest
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None

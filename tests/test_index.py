@@ -8,7 +8,7 @@ import pytest
 
 from embeddings import get_embedder
 from rag import Config, Engine
-from rag.indexer import NoDocuments
+from rag.indexer import NoDocuments, repair_index
 from rag.store import FORMAT_VERSION, IndexStateError
 
 from .conftest import write_doc
@@ -84,11 +84,11 @@ def test_interrupted_write_keeps_the_old_index(engine, corpus, monkeypatch):
     before = [h.to_dict() for h in engine.search("防汛指挥部", k=3)]
     write_doc(corpus, "farm.txt", FARM)
 
-    import bm25s
+    from rag.store import Postings
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(bm25s.BM25, "save", crash)  # fails half-way through the new generation
+    monkeypatch.setattr(Postings, "save", crash)  # fails half-way through the new segment
     with pytest.raises(RuntimeError, match="disk full"):
         engine.index(progress=False)
     monkeypatch.undo()
@@ -96,7 +96,7 @@ def test_interrupted_write_keeps_the_old_index(engine, corpus, monkeypatch):
     reopened = Engine(Config(index=engine.config.index, corpus=str(corpus)))
     assert set(reopened.manifest().documents) == {"flood.txt", "sand.txt"}
     assert [h.to_dict() for h in reopened.search("防汛指挥部", k=3)] == before
-    assert not [p for p in reopened.store.root.iterdir() if p.name.startswith("tmp-")]  # cleaned up
+    assert not [p for p in reopened.store.root.rglob("tmp-*")]  # cleaned up
 
 
 def test_unreadable_file_is_skipped_and_the_rest_indexed(engine, corpus):
@@ -125,34 +125,80 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         e.index([tmp_path / "missing"], progress=False)
 
 
-def test_damaged_index_names_the_fix(engine):
+def _segment_files(engine):
+    return sorted((engine.store.root / "segments").glob("seg-*/*"))
+
+
+def test_damaged_index_names_the_file_and_the_repair(engine):
     engine.index(progress=False)
-    gen = engine.store.root / (engine.store.root / "CURRENT").read_text()
-    np.save(gen / "vectors.npy", np.zeros((1, 384), dtype=np.float32))
-    with pytest.raises(IndexStateError, match="damaged.*rag index --rebuild"):
+    before = [h.to_dict() for h in engine.search("防汛指挥部", k=3)]
+    vectors = next(p for p in _segment_files(engine) if p.name == "vectors.npy")
+    np.save(vectors, np.zeros((1, 384), dtype=np.float32))
+    with pytest.raises(IndexStateError, match=f"damaged: {vectors}.*rag index --repair"):
         Engine(engine.config).search("防汛")
+    repaired = Engine(engine.config)
+    repaired._embedder = engine._embedder
+    report = repair_index(repaired.store, repaired.embedder, repaired.config, progress=False)
+    assert sorted(report.updated) == ["flood.txt", "sand.txt"] and not report.lost
+    assert [h.to_dict() for h in Engine(engine.config).search("防汛指挥部", k=3)] == before
+
+
+def test_garbled_manifest_falls_back_to_its_copy(engine, caplog):
+    engine.index(progress=False)
+    before = [h.to_dict() for h in engine.search("防汛指挥部", k=3)]
+    gen = engine.store.root / (engine.store.root / "CURRENT").read_text().strip()
     (gen / "manifest.json").write_text("{not json")
-    with pytest.raises(IndexStateError, match="damaged.*rag index --rebuild"):
+    assert [h.to_dict() for h in Engine(engine.config).search("防汛指挥部", k=3)] == before
+    assert "manifest.json is unreadable" in caplog.text and "manifest.copy.json" in caplog.text
+    (gen / "manifest.copy.json").write_text("{}")
+    with pytest.raises(IndexStateError, match="manifest.json.*manifest.copy.json.*--repair"):
         Engine(engine.config).search("防汛")
-    rebuilt = Engine(engine.config)
-    rebuilt.index(rebuild=True, progress=False)
-    assert rebuilt.search("防汛指挥部", k=1)[0].paragraph.doc_id == "flood.txt"
+
+
+def test_empty_current_never_rebuilds_from_the_corpus(engine, corpus, tmp_path):
+    engine.index(progress=False)
+    (corpus / "sand.txt").unlink()  # the corpus now differs from the index
+    (engine.store.root / "CURRENT").write_text("")
+    fresh = Engine(engine.config)
+    assert {h.paragraph.doc_id for h in fresh.search("砂石整治专班", k=5)} >= {"sand.txt"}
+    assert (engine.store.root / "CURRENT").read_text() == ""  # a search writes nothing
+
+
+def test_repair_reads_the_recorded_paths_not_the_corpus(engine, corpus, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_doc(other, "farm.txt", FARM, title="农业整改通报")
+    engine.index(progress=False)
+    engine.index([other], progress=False)
+    for seg in (engine.store.root / "segments").glob("seg-*"):
+        (seg / "chunks.jsonl").write_text("garbage\n")
+    empty_corpus = tmp_path / "empty"
+    empty_corpus.mkdir()
+    e = Engine(engine.config.replace(corpus=str(empty_corpus)))
+    e._embedder = engine._embedder
+    with pytest.raises(IndexStateError, match="chunks.jsonl"):
+        e.search("农业")
+    report = repair_index(e.store, e.embedder, e.config, progress=False)
+    assert sorted(report.updated) == ["farm.txt", "flood.txt", "sand.txt"]
+    assert set(Engine(e.config).manifest().documents) == {"farm.txt", "flood.txt", "sand.txt"}
 
 
 def test_older_format_names_the_fix(engine):
     engine.index(progress=False)
-    gen = engine.store.root / (engine.store.root / "CURRENT").read_text()
-    raw = json.loads((gen / "manifest.json").read_text())
-    raw["format_version"] = 0
-    (gen / "manifest.json").write_text(json.dumps(raw))
-    with pytest.raises(IndexStateError, match="format 0.*rag index --rebuild"):
+    gen = engine.store.root / (engine.store.root / "CURRENT").read_text().strip()
+    for name in ("manifest.json", "manifest.copy.json"):
+        raw = json.loads((gen / name).read_text())
+        raw["format_version"] = 0
+        raw.pop("checksum")  # as a format-1 manifest, which had none
+        (gen / name).write_text(json.dumps(raw))
+    with pytest.raises(IndexStateError, match="format 0.*rag index --repair"):
         Engine(engine.config).search("防汛")
 
 
 def test_changed_embedding_backend_names_the_fix(engine, minilm_path):
     engine.index(progress=False)
     other = Engine(engine.config.replace(embedding=f"sentence-transformers:{minilm_path}"))
-    with pytest.raises(IndexStateError, match="built with embedding backend 'e5-small-q4'.*--rebuild"):
+    with pytest.raises(IndexStateError, match="built with embedding backend 'e5-small-q4'.*--repair"):
         other.search("防汛")
 
 
