@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from embeddings import Embedder
 
 from .config import Config
-from .factory import GeneratorPool, make_embedder
+from .factory import GeneratorPool, make_embedder, make_store
 from .indexer import IndexReport, check_compatible, index_paths
 from .retriever import Hit, Retriever, require_question
 from .store import FileStore, Manifest
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # answer.py imports this module
 class Engine:
     def __init__(self, config: Config | None = None, embedder: Embedder | None = None):
         self.config = config or Config()
-        self.store = FileStore(self.config.index)
+        self.store = make_store(self.config)  # FileStore or MilvusStore, by config.store
         self._embedder = embedder  # None: the configured backend, loaded on first use
         self._write_lock = threading.Lock()  # one index write at a time within a process
         self.generators = GeneratorPool(self.config)  # each generator built once, shared

@@ -109,3 +109,21 @@ class GeneratorPool:
             if spec not in self._built:
                 self._built[spec] = make_generator(self.config, spec)
             return self._built[spec]
+
+
+STORES = ("files", "milvus")
+
+
+def make_store(config: Config):
+    """The index store the configuration names (``config.store``): ``files`` (FAISS +
+    bm25s in ``config.index``) or ``milvus`` (``config.milvus_uri``: a ``.db`` path is
+    milvus-lite, ``http://host:19530`` a server; the collection is named after the
+    index folder). Raises ConfigError for another name."""
+    from .config import ConfigError
+    from .store import FileStore
+    if config.store == "files":
+        return FileStore(config.index)
+    if config.store == "milvus":
+        from .milvus_store import MilvusStore, collection_name
+        return MilvusStore(config.milvus_uri, collection_name(config.index))
+    raise ConfigError(f"unknown store {config.store!r}; use {' or '.join(STORES)}")

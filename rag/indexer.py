@@ -3,21 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from embeddings import Embedder
 
 from .chunking import chunk_document
 from .config import Config
 from .documents import DocumentError, file_hash, find_files, load_document
+from .embed_workers import embed_missing
 from .store import DocumentEntry, IndexStateError, Manifest, Store
 
-EMBED_BATCH = 16
 log = logging.getLogger("rag.index")
 
 
@@ -79,6 +77,8 @@ def index_paths(paths: list[Path], store: Store, embedder: Embedder, config: Con
     if not files:
         raise NoDocuments(f"no documents ({', '.join(('.txt', '.md', '.docx', '.html', '.pdf'))}) "
                           f"found in {', '.join(map(str, paths))}")
+    # Recorded absolute, so that `rag index --repair` finds them from any folder.
+    files = [Path(os.path.abspath(f)) for f in files]
     store.configure(config)
     # The whole read-plan-write cycle holds the writers' lock: another writer's documents
     # (and the names they took) are in the manifest read here, and none can land between
@@ -269,14 +269,8 @@ def _embed(docs, config: Config, embedder: Embedder, cache: dict[str, np.ndarray
                 missing[key] = chunk.indexed_text
     report.embedded_chunks += len(missing)
     report.reused_chunks += sum(map(len, chunk_lists)) - len(missing)
-    keys = list(missing)
-    with tqdm(total=len(keys), desc="embedding", unit="chunk", file=sys.stderr,
-              disable=not progress or not keys) as bar:
-        for start in range(0, len(keys), EMBED_BATCH):
-            batch = keys[start:start + EMBED_BATCH]
-            for key, vector in zip(batch, embedder.encode([missing[k] for k in batch])):
-                cache[key] = vector
-            bar.update(len(batch))
+    # In this process, or in config.workers processes / on Ray (rag/embed_workers.py)
+    cache.update(embed_missing(missing, embedder, config, progress)[0])
     return [DocumentEntry(doc.meta_dict(), doc.paragraphs, chunks,
                           np.array([cache[c.content_hash(embedder.spec)] for c in chunks],
                                    dtype=np.float32).reshape(-1, embedder.dim))
