@@ -22,6 +22,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--corpus", metavar="DIR", help="documents indexed by default (default data/corpus)")
     g.add_argument("--embedding", metavar="BACKEND",
                    help="e5-small-q4 (default) or sentence-transformers:<model id or folder>")
+    g.add_argument("--store", choices=("files", "milvus"),
+                   help="index store: files (FAISS + BM25 in --index, default) or milvus (--milvus-uri)")
+    g.add_argument("--milvus-uri", dest="milvus_uri", metavar="URI",
+                   help="a .db path (milvus-lite, embedded) or http://host:19530 (a Milvus server)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "files are applied; unchanged paragraphs are not re-embedded.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: the corpus)")
     p.add_argument("--rebuild", action="store_true", help="discard the index and build it anew")
+    p.add_argument("--workers", type=int, metavar="N", help="embed in N processes (default 1)")
+    p.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
+                   help="embed on a Ray cluster (auto, ray://head:10001; local = Ray in this process)")
     _common(p)
 
     p = sub.add_parser("search", help="find the paragraphs that answer a question",
@@ -80,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model")
+    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model",
+              "store", "milvus_uri", "workers", "ray_address")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return Config.load(args.config, overrides)
 

@@ -23,18 +23,22 @@ import sys
 import uuid
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from embeddings import EmbeddingError
+
 EMBED_BATCH = 16  # texts per encode call in this process
 PARALLEL_BATCH = 64  # texts per task sent to a worker process or a Ray actor
 
 
-class EmbedError(RuntimeError):
-    """The parallel embedding job could not run; the message says why."""
+class EmbedError(EmbeddingError):
+    """The parallel embedding job could not run or finish; the message says why (what was
+    finished is in the journal, and a re-run resumes from it)."""
 
 
 @dataclass
@@ -90,9 +94,12 @@ def embed_missing(texts: dict[str, str], embedder, config, progress: bool = True
                   ) -> tuple[dict[str, np.ndarray], EmbedRun]:
     """Vectors for ``texts`` (content hash → indexed text), by the configured means."""
     run = EmbedRun()
+    workers = int(getattr(config, "workers", 1))
+    if workers < 1:  # refused even when nothing needs embedding: the setting is wrong
+        from .config import ConfigError
+        raise ConfigError(f"workers = {workers}: embedding needs at least 1 worker")
     if not texts:
         return {}, run
-    workers = max(1, int(getattr(config, "workers", 1) or 1))
     ray_address = (getattr(config, "ray_address", "") or "").strip()
     if workers == 1 and not ray_address:
         vectors = _embed_here(texts, embedder, progress)
@@ -159,10 +166,12 @@ def _process_batches(todo: list[str], texts: dict[str, str], spec: str, workers:
         try:
             for future in as_completed(futures):
                 yield future.result()
-        except BaseException:
+        except BrokenProcessPool as exc:
+            raise EmbedError(f"an embedding worker died ({exc}); what was finished is kept, run "
+                             "`rag index` again to resume") from None
+        finally:
             for f in futures:
                 f.cancel()
-            raise
 
 
 # -- Ray Data ------------------------------------------------------------------------------
@@ -202,8 +211,12 @@ def _ray_batches(todo: list[str], texts: dict[str, str], spec: str, workers: int
             RayEmbedBatch, fn_constructor_args=(spec, max(1, int(cpus_each))),
             batch_size=PARALLEL_BATCH, concurrency=workers, num_cpus=cpus_each, batch_format="numpy")
         # Streaming: batches arrive as actors finish them and go to the journal at once.
-        for batch in embedded.iter_batches(batch_size=PARALLEL_BATCH, batch_format="numpy"):
-            yield [str(k) for k in batch["key"]], np.asarray(batch["vector"], dtype=np.float32)
+        try:
+            for batch in embedded.iter_batches(batch_size=PARALLEL_BATCH, batch_format="numpy"):
+                yield [str(k) for k in batch["key"]], np.asarray(batch["vector"], dtype=np.float32)
+        except ray.exceptions.RayError as exc:
+            raise EmbedError(f"the Ray embedding job failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                             "what was finished is kept, run `rag index --ray` again to resume") from None
     finally:
         if started_here:
             ray.shutdown()

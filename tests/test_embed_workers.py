@@ -63,3 +63,27 @@ def test_ray_local_mode(tmp_path, embedder, expected):
     vectors, run = embed_missing(TEXTS, embedder, config, progress=False)
     assert _same(vectors, expected) and run.embedded == 6
     assert set(Journal(journal_folder(config.index)).load(set(TEXTS))) == set(TEXTS)
+
+
+def test_cli_index_with_workers_into_milvus(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO, write_doc
+    pytest.importorskip("milvus_lite", reason="the Milvus store needs the [scale] extra")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_doc(folder, "sand.txt", list(TEXTS.values())[:2], title="砂石整治通报")
+    write_doc(folder, "flood.txt", list(TEXTS.values())[2:4], title="防汛整改通报")
+    store = ["--store", "milvus", "--milvus-uri", str(tmp_path / "m.db"), "--index", str(tmp_path / "index")]
+    rag = lambda *a: subprocess.run([sys.executable, "-m", "rag.cli", *a], capture_output=True,  # noqa: E731
+                                    text=True, cwd=REPO, timeout=600)
+    out = rag("index", str(folder), "--workers", "2", *store)
+    assert out.returncode == 0, out.stderr
+    assert "2 added" in out.stdout
+    out = rag("search", "砂石资源整治工作专班", "--json", *store)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["doc_id"] == "sand.txt"
+    out = rag("index", str(folder), "--workers", "0", "--rebuild", *store)
+    assert out.returncode == 2 and "at least 1 worker" in out.stderr
