@@ -22,10 +22,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--corpus", metavar="DIR", help="documents indexed by default (default data/corpus)")
     g.add_argument("--embedding", metavar="BACKEND",
                    help="e5-small-q4 (default) or sentence-transformers:<model id or folder>")
-    g.add_argument("--store", choices=("files", "milvus"),
-                   help="index store: files (FAISS + BM25 in --index, default) or milvus (--milvus-uri)")
-    g.add_argument("--milvus-uri", dest="milvus_uri", metavar="URI",
-                   help="a .db path (milvus-lite, embedded) or http://host:19530 (a Milvus server)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "files are applied; unchanged paragraphs are not re-embedded.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: the corpus)")
     p.add_argument("--rebuild", action="store_true", help="discard the index and build it anew")
-    p.add_argument("--workers", type=int, metavar="N", help="embed in N processes (default 1)")
-    p.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
-                   help="embed on a Ray cluster (auto, ray://head:10001; local = Ray in this process)")
     _common(p)
 
     p = sub.add_parser("search", help="find the paragraphs that answer a question",
@@ -70,25 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--doc", action="append", metavar="ID", help="only this document (repeatable)")
         _common(p)
 
-    p = sub.add_parser("ui", help="the web interface: chat with cited answers, upload documents",
-                       description="Serve the Gradio app (never a public share link). Builds the index "
-                                   "first if there is none; uploads are saved next to the corpus, in uploads/.")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--llm", metavar="GENERATOR",
-                   help="default generator: local | gguf:<path> | openai | extractive")
-    p.add_argument("--base-url", dest="base_url", metavar="URL", help="endpoint for --llm openai")
-    p.add_argument("--model", metavar="NAME", help="model name for --llm openai")
-    _common(p)
+    for name, port, helptext, description in (
+            ("serve", 8000, "the OpenAI-compatible API (answers with their sources) and the web interface",
+             "Serve /v1/chat/completions, /v1/models, /v1/search and /v1/documents, with the web "
+             "interface at /ui. Builds the index first if there is none; uploads are saved next to "
+             "the corpus, in uploads/."),
+            ("ui", 7860, "the web interface: chat with cited answers, upload documents",
+             "The same server as `rag serve` (the API included), on port 7860 by default; open "
+             "the printed address. Never a public share link.")):
+        p = sub.add_parser(name, help=helptext, description=description)
+        p.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; any other "
+                            "address needs --api-key)")
+        p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+        p.add_argument("--api-key", dest="api_key", metavar="KEY",
+                       help="require Authorization: Bearer KEY on the API and KEY as the UI's "
+                            "password (env RAG_API_KEY)")
+        p.add_argument("--llm", metavar="GENERATOR",
+                       help="default generator: local | gguf:<path> | openai | extractive")
+        p.add_argument("--generators", metavar="LIST",
+                       help="comma-separated generators offered to clients (default: --llm and extractive)")
+        p.add_argument("--base-url", dest="base_url", metavar="URL", help="endpoint for the openai generator")
+        p.add_argument("--model", metavar="NAME", help="model name for the openai generator")
+        _common(p)
 
     add_eval_parser(sub)
     return parser
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model",
-              "store", "milvus_uri", "workers", "ray_address")
+    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model", "api_key", "generators")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return Config.load(args.config, overrides)
 
@@ -142,12 +146,10 @@ def cmd_search(engine, args) -> int:
 
 
 def _answerer(engine):
-    from .answer import Answerer
-    from .generators import get_generator
-    generator, notice = get_generator(engine.config)
-    if notice:
-        print(f"rag: {notice}", file=sys.stderr)
-    return Answerer(engine, generator, notice)
+    answerer = engine.answerer()
+    if answerer.notice:
+        print(f"rag: {answerer.notice}", file=sys.stderr)
+    return answerer
 
 
 def _read_history(path: str | None) -> list[tuple[str, str]]:
@@ -226,17 +228,20 @@ def cmd_chat(engine, args) -> int:
         history = history[-engine.config.max_history_turns:]
 
 
-def cmd_ui(engine, args) -> int:
-    from ui.app import launch
+def cmd_serve(engine, args) -> int:
+    """`rag serve`, and `rag ui` (the same server on another default port)."""
+    from .server import serve
     try:
-        launch(engine, args.host, args.port)
+        serve(engine, args.host, args.port, announce=lambda line: print(line, flush=True))
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"rag: cannot serve on {args.host}:{args.port} ({exc})", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "ui": cmd_ui}
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
+            "serve": cmd_serve, "ui": cmd_serve}
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -110,6 +110,11 @@ class GeneratorPool:
                 self._built[spec] = make_generator(self.config, spec)
             return self._built[spec]
 
+    def register(self, name: str, generator: Generator, notice: str = "") -> None:
+        """Offer a generator built elsewhere under ``name`` (tests use a scripted LLM)."""
+        with self._lock:
+            self._built[name] = (generator, notice)
+
 
 STORES = ("files", "milvus")
 

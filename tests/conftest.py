@@ -36,3 +36,90 @@ def write_doc(folder: Path, name: str, paragraphs: list[str], title: str = "测�
     path = folder / name
     path.write_text("\n".join([title, "发布日期:2024-01-02", *paragraphs]) + "\n", encoding="utf-8")
     return path
+
+
+# --- fakes for tests of the logic around the models (seconds instead of minutes) ----------
+
+class CharEmbedder:
+    """A deterministic stand-in for the embedding model: each text is the bag of its
+    characters (hashed into ``dim`` buckets), L2-normalised. Texts sharing characters are
+    similar, as they are for the real model on Chinese; no model is loaded."""
+
+    spec = "test:char-bag"
+    dim = 256
+
+    def encode(self, texts: list[str], is_query: bool = False):
+        import zlib
+
+        import numpy as np
+
+        from embeddings.base import normalise
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for ch in text:
+                if not ch.isspace():
+                    vectors[row, zlib.crc32(ch.encode()) % self.dim] += 1.0
+        return normalise(vectors)
+
+
+def _fake_embedder_class():
+    """CharEmbedder as a real ``Embedder`` subclass (imported late: conftest loads first)."""
+    from embeddings import Embedder
+    return type("CharEmbedder", (CharEmbedder, Embedder), {})
+
+
+def _fake_llm_class():
+    from rag.answer import rule_rewrite
+    from rag.generators import Generator
+
+    class ScriptedLLM(Generator):
+        """A stand-in for the LLM that writes like one: a sentence of summary built from
+        the first sentence of each of the first two passages it is given, each with that
+        passage's [n], streamed in small pieces; follow-ups are rewritten by the rule.
+        ``calls`` records every prompt it answered (question, passage numbers)."""
+
+        name = "test:scripted-llm"
+        uses_llm = True
+
+        def __init__(self, delay_s: float = 0.0, piece_chars: int = 4):
+            self.delay_s, self.piece_chars, self.calls = delay_s, piece_chars, []  # delay per piece
+
+        def generate(self, question, passages):
+            import time
+            self.calls.append((question, [p.n for p in passages]))
+            text = "根据文件，" + "".join(f"{p.sentences[0].rstrip('。')}[{p.n}]。"
+                                          for p in passages[:2] if p.sentences)
+            for i in range(0, len(text), self.piece_chars):
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                yield text[i:i + self.piece_chars]
+
+        def rewrite(self, question, history):
+            return rule_rewrite(question, history)
+
+    return ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def fake_embedder():
+    return _fake_embedder_class()()
+
+
+@pytest.fixture
+def fake_llm():
+    return _fake_llm_class()()
+
+
+def fake_engine(root: Path, corpus: Path = CORPUS, **config):
+    """An engine over ``corpus`` with the character-bag embedder, indexed in ``root``."""
+    from rag import Config, Engine
+    engine = Engine(Config(index=str(root / "index"), corpus=str(corpus), **config),
+                    embedder=_fake_embedder_class()())
+    engine.index(progress=False)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def fake_sample_engine(tmp_path_factory):
+    """The sample corpus indexed with the character-bag embedder (seconds, not a minute)."""
+    return fake_engine(tmp_path_factory.mktemp("fake-sample"), llm="extractive")

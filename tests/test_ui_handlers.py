@@ -2,6 +2,7 @@
 extractive generator (no LLM, fast) over a small temporary index."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from ui.render import highlight
 from ui.uploads import add_upload, safe_filename
@@ -247,18 +249,71 @@ def test_highlight_escapes_and_marks_the_supporting_sentences():
 
 
 def test_unreachable_endpoint_is_a_message_in_the_chat(extractive_app):
-    port = free_port()
+    # The server was started with an OpenAI endpoint where nothing listens.
+    endpoint = extractive_app.engine.config.base_url
     client = Client(extractive_app.url, verbose=False)
-    messages, details = ask(client, "莱芜区如何整改砂石问题", llm="openai",
-                            base_url=f"http://127.0.0.1:{port}/v1", model="any")
-    assert details["error"].startswith("生成模型不可用") and f"127.0.0.1:{port}" in details["error"]
+    messages, details = ask(client, "莱芜区如何整改砂石问题", llm="openai")
+    assert details["error"].startswith("生成模型不可用") and endpoint in details["error"]
     html = reply_html(messages)
     assert "无法回答" in html and "Traceback" not in html
-
-    _, details = ask(client, "莱芜区如何整改砂石问题", llm="openai", base_url="")
-    assert details["error"].startswith("生成模型不可用") and "--base-url" in details["error"]
     _, details = ask(client, "莱芜区如何整改砂石问题")  # the conversation goes on
     assert details["citations"]
+
+
+def test_a_request_cannot_choose_an_endpoint_or_another_generator(extractive_app):
+    client = Client(extractive_app.url, verbose=False)
+    # The page has no endpoint fields any more: the answer handler takes none.
+    with pytest.raises(TypeError):
+        client.submit("莱芜区如何整改砂石问题", api_name="/ask", base_url="http://127.0.0.1:9/v1")
+    # Only the generators the server was started with; top-k within the slider's range.
+    # (Gradio refuses a choice that is not offered before our handler, which checks too.)
+    with pytest.raises(AppError, match="not in the list of choices"):
+        ask(client, "莱芜区如何整改砂石问题", llm="gguf:/tmp/evil.gguf")
+    try:
+        _, details = ask(client, "莱芜区如何整改砂石问题", top_k=500)
+        assert details["error"].startswith("无法检索这个问题") and "1 到 10" in details["error"]
+    except AppError as exc:
+        assert "500" in str(exc)
+    # A raw call with an extra (endpoint) input is refused before any handler runs: nothing
+    # ever connects to the endpoint it names.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        response = httpx.post(extractive_app.url + "gradio_api/call/ask", timeout=WAIT_S, json={
+            "data": ["莱芜区如何整改砂石问题", [], "openai", endpoint, "any", 5, []]})
+        if response.status_code == 200:  # the error comes in the event stream
+            event_id = response.json()["event_id"]
+            events = httpx.get(extractive_app.url + f"gradio_api/call/ask/{event_id}", timeout=WAIT_S).text
+            assert "event: error" in events
+        else:
+            assert response.status_code in (400, 422)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_uploaded_file_is_not_left_in_gradios_cache(extractive_app, tmp_path):
+    from ui.uploads import gradio_cache
+    client = Client(extractive_app.url, verbose=False)
+    doc = write_doc(tmp_path, "缓存通报.txt", ["槐荫区新建口袋公园5处,方便群众。"], title="槐荫区口袋公园通报")
+    # Uploaded as the page does: first into Gradio's cache, then handed to the handler.
+    response = httpx.post(extractive_app.url + "gradio_api/upload", timeout=WAIT_S,
+                          files=[("files", ("缓存通报.txt", doc.read_bytes(), "text/plain"))])
+    cached = response.json()[0]
+    assert Path(cached).is_file() and gradio_cache() in Path(cached).resolve().parents
+    status, _, _ = client.submit([handle_file(cached)], api_name="/upload").result(timeout=WAIT_S)
+    assert "已加入 缓存通报.txt" in status
+    assert not Path(cached).exists()
+    assert httpx.get(extractive_app.url + f"gradio_api/file={cached}", timeout=WAIT_S).status_code >= 400
+    assert not list(gradio_cache().glob("*/缓存通报.txt"))
+    # Removing it deletes the saved upload too, and any cached copy (from before a restart).
+    stale = gradio_cache() / "0123456789abcdef-stale" / "缓存通报.txt"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(doc.read_bytes())
+    status, _ = client.submit(["缓存通报.txt"], api_name="/remove").result(timeout=WAIT_S)
+    assert "已删除" in status
+    assert not (extractive_app.uploads_dir / "缓存通报.txt").exists() and not stale.exists()
 
 
 def test_rag_ui_command_serves_on_loopback_until_interrupted(extractive_app):
@@ -266,7 +321,7 @@ def test_rag_ui_command_serves_on_loopback_until_interrupted(extractive_app):
     server = subprocess.Popen([sys.executable, "-m", "rag.cli", "ui", "--index", config.index,
                                "--corpus", config.corpus, "--llm", "extractive", "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}/ui/"  # `rag ui` is `rag serve` on port 7860: the UI is at /ui
     try:
         deadline = time.monotonic() + WAIT_S
         while server.poll() is None and time.monotonic() < deadline:
@@ -276,9 +331,40 @@ def test_rag_ui_command_serves_on_loopback_until_interrupted(extractive_app):
             except httpx.TransportError:
                 time.sleep(0.5)
         _, _, details = Client(url, verbose=False).predict("莱芜区如何整改砂石问题", api_name="/ask")
-        assert details["citations"]
+        assert details.get("citations"), details
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         output, _ = server.communicate(timeout=WAIT_S)
     assert server.returncode == 0, output
-    assert f"政策文件问答：{url}" in output
+    assert f"政策文件问答：{url}" in output and "Traceback" not in output
+
+
+def test_rag_ui_refuses_an_open_address_without_a_key(extractive_app):
+    config = extractive_app.engine.config
+    for command in ("ui", "serve"):
+        done = subprocess.run([sys.executable, "-m", "rag.cli", command, "--host", "0.0.0.0",
+                               "--index", config.index, "--corpus", config.corpus, "--llm", "extractive",
+                               "--port", str(free_port())], capture_output=True, text=True, timeout=WAIT_S,
+                              env={**os.environ, "RAG_API_KEY": ""})
+        assert done.returncode == 2 and "refusing to serve on 0.0.0.0 without an access key" in done.stderr
+        assert "--api-key" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ui_asks_for_the_key_when_the_server_has_one(tmp_path, extractive_app):
+    from rag.server import ServerThread, UI_USER, create_app
+    from rag import Engine
+    engine = Engine(extractive_app.engine.config.replace(api_key="s3cret-key-for-tests"))
+    thread = ServerThread(create_app(engine, tmp_path / "uploads", ["extractive"])).start()
+    try:
+        url = thread.url + "/ui/"
+        assert httpx.get(url + "config", timeout=WAIT_S).status_code == 401
+        upload = httpx.post(url + "gradio_api/upload", timeout=WAIT_S,
+                            files=[("files", ("x.txt", b"x", "text/plain"))])
+        assert upload.status_code == 401
+        with pytest.raises(Exception):
+            Client(url, verbose=False, auth=(UI_USER, "wrong"))
+        _, details = ask(Client(url, verbose=False, auth=(UI_USER, "s3cret-key-for-tests")),
+                         "莱芜区如何整改砂石问题")
+        assert details["citations"]
+    finally:
+        thread.stop()

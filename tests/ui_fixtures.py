@@ -1,10 +1,12 @@
-"""Fixtures for the UI tests: the real app, served on 127.0.0.1 over a temporary index.
+"""Fixtures for the UI tests: the real server (API and UI at /ui), on 127.0.0.1 over a
+temporary index.
 
 Test modules import the fixtures they use from here (pytest finds them by name).
 """
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,33 +34,42 @@ FARM = ["济阳区获批农业产业联合体4家,培育农业龙头企业12家�
 
 @dataclass
 class ServedApp:
-    url: str
+    url: str  # the UI's address (…/ui/)
     engine: Engine
     uploads_dir: Path
+    server_url: str = ""  # the API's root (http://127.0.0.1:port)
 
 
-def serve_app(engine: Engine, uploads_dir: Path, llm: str):
-    """Build the app and serve it on loopback without blocking; returns (app, ServedApp)."""
-    from ui.app import build_app, serve
-    app = build_app(engine, uploads_dir, llm)
-    url = serve(app, "127.0.0.1", port=None)
-    return app, ServedApp(url, engine, uploads_dir)
+def unused_port() -> int:
+    """A port nothing listens on (the OS just handed it out)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_app(engine: Engine, uploads_dir: Path, generators: list[str]):
+    """The server (API and UI) on a free loopback port, in a thread; returns (thread, ServedApp)."""
+    from rag.server import ServerThread, create_app
+    thread = ServerThread(create_app(engine, uploads_dir, generators)).start()
+    return thread, ServedApp(thread.url + "/ui/", engine, uploads_dir, thread.url)
 
 
 @pytest.fixture(scope="module")
 def extractive_app(tmp_path_factory):
-    """The app with the extractive generator (no LLM: fast) over three small documents."""
+    """The app with the extractive generator (no LLM: fast) over three small documents; it
+    also offers an OpenAI endpoint, configured on the server, where nothing listens."""
     root = tmp_path_factory.mktemp("ui-extractive")
     corpus = root / "corpus"
     corpus.mkdir()
     write_doc(corpus, "laiwu-sand.txt", SAND, title="莱芜区砂石资源整治通报")
     write_doc(corpus, "licheng-flood.txt", FLOOD, title="历城区防汛整改通报")
     write_doc(corpus, "jiyang-farm.txt", FARM, title="济阳区农业发展通报")
-    engine = Engine(Config(index=str(root / "index"), corpus=str(corpus), llm="extractive"))
+    engine = Engine(Config(index=str(root / "index"), corpus=str(corpus), llm="extractive",
+                           base_url=f"http://127.0.0.1:{unused_port()}/v1", model="any"))
     engine.index(progress=False)
-    app, served = serve_app(engine, root / "uploads", "extractive")
+    server, served = serve_app(engine, root / "uploads", ["extractive", "openai"])
     yield served
-    app.close()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +82,9 @@ def local_app(tmp_path_factory, sample_engine):
     root = tmp_path_factory.mktemp("ui-local")
     shutil.copytree(sample_engine.config.index, root / "index")
     engine = Engine(Config(index=str(root / "index"), corpus=str(CORPUS), llm="local"))
-    app, served = serve_app(engine, root / "uploads", "local")
+    server, served = serve_app(engine, root / "uploads", ["local", "extractive"])
     yield served
-    app.close()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """The Gradio app: a chat whose answers cite their source paragraphs, and the documents.
 
-    app = build_app(engine, uploads_dir=Path("data/uploads"), default_llm="local")
-    url = serve(app, host="127.0.0.1", port=7860)  # returns; the server runs in the background
+    app = build_app(engine, uploads_dir=Path("data/uploads"), generators=["local", "extractive"])
+
+It is served by ``rag serve`` (``rag.server``), mounted at /ui next to the API. The page
+chooses among the generators the server was started with, by name: an endpoint and its
+key come from the server's configuration only, never from a request.
 
 Every handler is exposed by name, so gradio_client can drive the app like the page does:
 /ask, /new_conversation, /documents, /upload and /remove. A conversation lives in a
@@ -24,27 +27,28 @@ from pathlib import Path
 import gradio as gr
 
 from embeddings import EmbeddingError
-from rag.answer import Answer, Answerer
+from rag.answer import Answer
 from rag.config import Config
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.engine import Engine
-from rag.generators import Generator, GeneratorError, get_generator
+from rag.factory import served_generators
+from rag.generators import GeneratorError
 from rag.indexer import NoDocuments
 from rag.retriever import QueryError
+from rag.slots import AnswerQueues, Busy, Cancelled
 from rag.store import IndexStateError
 
-from .assets import CSS, JS, THEME
 from .render import answer_html, draft_html, error_html, question_html
-from .uploads import MAX_UPLOAD_BYTES, add_upload, remove_documents
+from .uploads import MAX_UPLOAD_BYTES, add_upload, discard_cached, remove_documents
 
 log = logging.getLogger(__name__)
 
-LLM_CHOICES = [("本地模型（Qwen2.5 1.5B）", "local"), ("摘录模式（不用大模型）", "extractive"),
-               ("OpenAI 兼容接口", "openai")]
+GENERATOR_LABELS = {"local": "本地模型（Qwen2.5 1.5B）", "extractive": "摘录模式（不用大模型）"}
 # Failures a user can act on, shown in the chat with what went wrong.
 FAILURES = [(GeneratorError, "生成模型不可用"), (QueryError, "无法检索这个问题"),
             (IndexStateError, "索引不可用"), (NoDocuments, "没有可检索的文档"),
-            (EmbeddingError, "向量模型不可用")]
+            (EmbeddingError, "向量模型不可用"), (Busy, "服务器繁忙")]
+MAX_TOP_K = 10
 # The longest wait for the next token (or the end) of an answer. Starting the local
 # model, a queue of other users' answers on the single llama.cpp slot, and a slow
 # endpoint (request_timeout per call) all fit in it.
@@ -81,23 +85,13 @@ def turn_details(turn: Turn) -> dict:
     return turn.answer.to_dict() if turn.answer else {"error": turn.error}
 
 
-class Generators:
-    """One generator per setting, built on first use: the local one starts an in-process
-    llama.cpp server, which must happen once, not per question."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self._built: dict[tuple[str, str, str], tuple[Generator, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, llm: str, base_url: str = "", model: str = "") -> tuple[Generator, str]:
-        """(generator, notice for the user); raises GeneratorError."""
-        key = (llm, base_url.strip(), model.strip()) if llm == "openai" else (llm, "", "")
-        with self._lock:
-            if key not in self._built:
-                self._built[key] = get_generator(self.config.replace(llm=key[0], base_url=key[1],
-                                                                     model=key[2]))
-            return self._built[key]
+def generator_label(name: str, config: Config) -> str:
+    """How the page names a generator the server offers."""
+    if name == "openai":
+        return f"OpenAI 兼容接口（{config.model or 'default'}）"
+    if name.startswith("gguf:"):
+        return f"自选模型 {Path(name.split(':', 1)[1]).name}"
+    return GENERATOR_LABELS.get(name, name)
 
 
 def _explain(exc: Exception) -> str:
@@ -112,15 +106,25 @@ def indexed_documents(engine: Engine) -> dict[str, dict]:
     return engine.store.manifest().documents if engine.store.exists() else {}
 
 
-def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> gr.Blocks:
-    """The app over ``engine``'s index; uploads are saved into ``uploads_dir``."""
-    generators = Generators(engine.config)
-    uploads_dir = Path(uploads_dir)
-    llm_choices = list(LLM_CHOICES)
-    if default_llm not in {value for _, value in llm_choices}:  # e.g. gguf:<path> from the CLI
-        llm_choices.append((f"自选模型 {Path(default_llm.split(':', 1)[-1]).name}", default_llm))
+def build_app(engine: Engine, uploads_dir: Path, generators: list[str] | None = None,
+              queues: AnswerQueues | None = None) -> gr.Blocks:
+    """The app over ``engine``'s index; uploads are saved into ``uploads_dir``. The page
+    offers ``generators`` (default: the configuration's, ``served_generators``; the first
+    is preselected) and answers in turn through ``queues``, shared with the API."""
+    offered = list(generators or served_generators(engine.config))
+    queues = queues or AnswerQueues(engine.config)
+    llm_choices = [(generator_label(name, engine.config), name) for name in offered]
 
-    def ask(message: str, scope: list[str] | None, llm: str, base_url: str, model: str, top_k: float,
+    def check_request(llm: str, top_k: float) -> int:
+        """The number of paragraphs asked for; the request is refused unless it chooses
+        one of the offered generators and a top-k the slider allows."""
+        if llm not in offered:
+            raise GeneratorError(f"这个服务器没有提供生成方式 {llm!r}；可选：{'、'.join(offered)}")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or not 1 <= top_k <= MAX_TOP_K:
+            raise QueryError(f"检索段落数必须在 1 到 {MAX_TOP_K} 之间")
+        return int(top_k)
+
+    def ask(message: str, scope: list[str] | None, llm: str, top_k: float,
             conversation: list[Turn]) -> Iterator[tuple]:
         """Answer a question in this session's conversation, streaming the draft."""
         question = (message or "").strip()
@@ -130,14 +134,23 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
         history = [(t.question, t.answer.answer) for t in conversation if t.answer]
         tokens: queue.Queue = queue.Queue()
         outcome: dict = {}
+        gone = threading.Event()  # the page went away: give up the turn
+
+        def on_token(token: str) -> None:
+            if gone.is_set():
+                raise Cancelled("the page went away during the answer")
+            tokens.put(token)
 
         def answer_in_background() -> None:
             # Answerer.ask calls on_token synchronously; running it here lets this
             # generator hand each token to Gradio as soon as it exists.
             try:
-                generator, notice = generators.get(llm, base_url, model)
-                outcome["answer"] = Answerer(engine, generator, notice).ask(
-                    question, history, int(top_k), scope or None, on_token=tokens.put)
+                k = check_request(llm, top_k)
+                answerer = engine.answerer(llm)
+                with queues.for_generator(answerer.generator).turn(gone):
+                    outcome["answer"] = answerer.ask(question, history, k, scope or None, on_token=on_token)
+            except Cancelled:
+                outcome["error"] = "已取消"
             except Exception as exc:  # every failure becomes a message in the chat
                 outcome["error"] = _explain(exc)
             finally:
@@ -145,17 +158,20 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
 
         threading.Thread(target=answer_in_background, name="rag-answer", daemon=True).start()
         draft = ""
-        yield "", chat_messages(conversation, (question, draft)), conversation, None
-        while True:
-            try:
-                token = tokens.get(timeout=ANSWER_IDLE_LIMIT_S)
-            except queue.Empty:
-                outcome = {"error": f"超过 {ANSWER_IDLE_LIMIT_S} 秒没有收到回答，请稍后再试。"}
-                break
-            if token is _DONE:
-                break
-            draft += token
+        try:
             yield "", chat_messages(conversation, (question, draft)), conversation, None
+            while True:
+                try:
+                    token = tokens.get(timeout=ANSWER_IDLE_LIMIT_S)
+                except queue.Empty:
+                    outcome = {"error": f"超过 {ANSWER_IDLE_LIMIT_S} 秒没有收到回答，请稍后再试。"}
+                    break
+                if token is _DONE:
+                    break
+                draft += token
+                yield "", chat_messages(conversation, (question, draft)), conversation, None
+        finally:
+            gone.set()  # closed early by Gradio (the page left) or done: either way, no more tokens
         turn = Turn(question, outcome.get("answer"), outcome.get("error", ""))
         conversation = conversation + [turn]
         yield "", chat_messages(conversation), conversation, turn_details(turn)
@@ -181,7 +197,10 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
         lines = []
         for i, path in enumerate(paths):
             progress((i, len(paths)), desc=f"正在索引 {path.name}")
-            lines.append(add_upload(engine, path, uploads_dir))
+            try:
+                lines.append(add_upload(engine, path, uploads_dir))
+            finally:
+                discard_cached(path)  # saved in uploads_dir (or refused): Gradio's copy must not linger
         return "<br>".join(map(html.escape, lines)), list_documents(), None
 
     def remove(doc_ids: list[str] | None) -> tuple:
@@ -213,12 +232,8 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
                     with gr.Column(scale=1, min_width=260):
                         scope = gr.Dropdown(label="检索范围", info="不选则检索全部文档", multiselect=True,
                                             allow_custom_value=True)
-                        llm = gr.Radio(llm_choices, value=default_llm, label="生成方式", elem_classes="rag-llm")
-                        with gr.Group(visible=default_llm == "openai") as endpoint:
-                            base_url = gr.Textbox(label="接口地址（base URL）", value=engine.config.base_url,
-                                                  placeholder="http://127.0.0.1:8080/v1")
-                            model = gr.Textbox(label="模型名称", value=engine.config.model)
-                        top_k = gr.Slider(1, 10, value=engine.config.k, step=1, label="检索段落数（top-k）")
+                        llm = gr.Radio(llm_choices, value=offered[0], label="生成方式", elem_classes="rag-llm")
+                        top_k = gr.Slider(1, MAX_TOP_K, value=engine.config.k, step=1, label="检索段落数（top-k）")
             with gr.Tab("文档") as documents_tab:
                 table = gr.Dataframe(headers=DOCUMENT_HEADERS, type="array", interactive=False, wrap=True,
                                      label="已索引的文档", elem_id="rag-documents")
@@ -233,7 +248,7 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
                 status = gr.HTML(label="结果", elem_classes="rag-status-box", elem_id="rag-document-status")
         details = gr.JSON(label="回答详情", visible=False)  # the last answer as data, for API clients
 
-        ask_inputs = [message, scope, llm, base_url, model, top_k, conversation]
+        ask_inputs = [message, scope, llm, top_k, conversation]
         ask_outputs = [message, chatbot, conversation, details]
         message.submit(ask, ask_inputs, ask_outputs, api_name="ask", concurrency_limit=ASK_CONCURRENCY,
                        show_progress="hidden")
@@ -241,8 +256,6 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
                    concurrency_limit=ASK_CONCURRENCY, show_progress="hidden")
         new_chat.click(new_conversation, None, [chatbot, conversation, details], api_name="new_conversation")
         chatbot.clear(new_conversation, None, [chatbot, conversation, details], api_visibility="private")
-        llm.change(lambda choice: gr.Group(visible=choice == "openai"), llm, endpoint,
-                   api_visibility="private")
 
         # Whenever the list of documents may have changed, the pickers follow it.
         for event in (app.load(list_documents, None, table, api_name="documents"),
@@ -252,24 +265,3 @@ def build_app(engine: Engine, uploads_dir: Path, default_llm: str = "local") -> 
             event.then(document_choices, scope, [scope, to_remove], api_visibility="private")
     app.queue(default_concurrency_limit=1)  # uploads and removals one at a time, like index writes
     return app
-
-
-def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860) -> str:
-    """Start the server in the background (never a public share link); its local URL.
-
-    ``port=None`` takes the first free port from 7860 on.
-    """
-    _, url, _ = app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
-                           quiet=True, theme=THEME, css=CSS, js=JS, max_file_size=MAX_UPLOAD_BYTES,
-                           footer_links=["api", "settings"])
-    return url
-
-
-def launch(engine: Engine, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """`rag ui`: index the corpus if there is no index yet, then serve until Ctrl-C."""
-    engine.ensure_index()
-    uploads_dir = Path(engine.config.corpus).parent / "uploads"
-    app = build_app(engine, uploads_dir, engine.config.llm)
-    url = serve(app, host, port)
-    print(f"政策文件问答：{url}  （上传的文件保存在 {uploads_dir}；按 Ctrl-C 停止）", flush=True)
-    app.block_thread()
