@@ -461,6 +461,10 @@ class FileView(IndexView):
                 if placement.get(p.doc_id) == segment.name:
                     self._paragraphs[p.id] = p
         self._live = np.concatenate(live) if live else np.zeros(0, dtype=bool)
+        # Ties are broken by document id, then by position (a document's chunks are in its
+        # order within its segment), so a ranking does not depend on which segment holds what.
+        rank_of = {d: i for i, d in enumerate(sorted(placement))}
+        self._doc_order = np.array([rank_of.get(c.doc_id, len(rank_of)) for c in self._chunks], dtype=np.int64)
         self._doc_positions = {d: np.array(v, dtype=np.int64) for d, v in by_doc.items()}
         missing = [d for d in self.manifest.documents if d not in placement]
         if missing:
@@ -523,7 +527,7 @@ class FileView(IndexView):
                 faiss.SearchParameters(sel=faiss.IDSelectorBatch(local.astype(np.int64)))
             scores, ids = segment.dense.search(query, m, params=params)
             found.extend((offset + int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0)
-        found.sort(key=lambda r: (-r[1], r[0]))
+        found.sort(key=lambda r: (-r[1], int(self._doc_order[r[0]]), r[0]))
         return found[:n]
 
     def keyword_search(self, tokens, n, doc_ids=None):
@@ -554,8 +558,9 @@ class FileView(IndexView):
                 scores[rows] += idf * tf / (tf + norm[rows])
         scores = scores.astype(np.float32)
         scores[~allowed] = 0
-        top = np.argsort(-scores, kind="stable")[:n]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+        candidates = np.flatnonzero(scores > 0)
+        top = candidates[np.lexsort((candidates, self._doc_order[candidates], -scores[candidates]))][:n]
+        return [(int(i), float(scores[i])) for i in top]
 
 
 # -- the index folder ----------------------------------------------------------------------
@@ -778,6 +783,7 @@ class FileStore(Store):
             self._commit(body, base_gen)
 
     def _write_new_segment(self, upserts: list[DocumentEntry]) -> tuple[str, dict]:
+        upserts = sorted(upserts, key=lambda e: e.meta["doc_id"])
         chunks = [c for e in upserts for c in e.chunks]
         paragraphs = [p for e in upserts for p in e.paragraphs]
         vectors = (np.concatenate([e.vectors for e in upserts]).astype(np.float32) if chunks
@@ -847,11 +853,16 @@ class FileStore(Store):
 
     def _retire(self, keep: list[str]) -> None:
         """Delete generations other than the new and the previous one (kept for readers
-        still loading it), and segments neither references."""
+        still loading it), and segments neither references. A segment no generation
+        references was left by an interrupted write, and says so."""
         referenced: set[str] = set()
-        for gen in keep:
-            with contextlib.suppress(IndexStateError, OSError):
-                referenced |= set(self._read_record(gen)["segments"])
+        recorded: set[str] = set()
+        for _, gen in self._generations():
+            with contextlib.suppress(IndexStateError, OSError, KeyError, TypeError, AttributeError):
+                names = set(self._read_record(gen)["segments"])
+                recorded |= names
+                if gen in keep:
+                    referenced |= names
         first = True
         for _, name in self._generations():
             if name not in keep:
@@ -863,6 +874,8 @@ class FileStore(Store):
         if segments_dir.is_dir():
             for child in segments_dir.iterdir():
                 if child.is_dir() and _SEG.fullmatch(child.name) and child.name not in referenced:
+                    if child.name not in recorded:
+                        log.warning("rag: removed %s, a segment left by an interrupted index write", child)
                     shutil.rmtree(child, ignore_errors=True)
 
     def _clean_leftovers(self, current: str | None) -> None:
