@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from eval.cli import add_parser as add_eval_parser
@@ -36,6 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "files are applied; unchanged paragraphs are not re-embedded.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: the corpus)")
     p.add_argument("--rebuild", action="store_true", help="discard the index and build it anew")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild a damaged index from the documents it records (their paths), keeping "
+                        "what is intact; never reads the default corpus")
+    _common(p)
+
+    p = sub.add_parser("remove", help="remove documents from the index",
+                       description="Remove documents from the index by id (see `rag documents`) or by the "
+                                   "path they were indexed from. The files themselves are not touched.")
+    p.add_argument("targets", nargs="+", metavar="DOC_ID|PATH")
+    _common(p)
+
+    p = sub.add_parser("documents", help="list the indexed documents",
+                       description="The indexed documents: id, paragraphs, chunks, content hash, path.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _common(p)
 
     p = sub.add_parser("search", help="find the paragraphs that answer a question",
@@ -100,6 +115,13 @@ def load_config(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    undecodable = [a for a in argv if not _is_text(a)]
+    if undecodable:  # the OS hands over bytes; invalid UTF-8 arrives as lone surrogates
+        shown = undecodable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        print(f"rag: error: an argument is not valid UTF-8 text: {_printable(shown)!r}; "
+              "check the terminal's encoding (e.g. LANG=C.UTF-8)", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.command == "eval":  # builds its own configurations and indexes
         return run_eval(args)
@@ -114,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         engine = Engine(load_config(args))
+        if getattr(args, "k", None) is not None:  # before any work: a usage error, exit 2
+            from .retriever import require_k
+            require_k(args.k, engine.config)
         return COMMANDS[args.command](engine, args)
     except (QueryError, ConfigError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -124,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_index(engine, args) -> int:
-    report = engine.index(args.paths or None, rebuild=args.rebuild)
+    if args.repair:
+        if args.paths or args.rebuild:
+            raise ConfigError("--repair takes no PATH and no --rebuild: it re-reads the documents the index records")
+        from .indexer import repair_index
+        report = repair_index(engine.store, engine.embedder, engine.config)
+    else:
+        report = engine.index(args.paths or None, rebuild=args.rebuild)
     for path, reason in report.skipped:
         print(f"rag: warning: skipped {reason}", file=sys.stderr)
     print(report.summary())
@@ -140,8 +171,9 @@ def cmd_search(engine, args) -> int:
         print("没有找到相关段落。")
     for h in hits:
         p = h.paragraph
-        print(f"[{h.rank}] {h.doc_title} · {p.section_path or '(正文)'} · 第{p.number}段  score={h.score:.4f}")
-        print(f"    {p.text}\n")
+        print(_printable(f"[{h.rank}] {h.doc_title} · {p.section_path or '(正文)'} · 第{p.number}段  "
+                         f"score={h.score:.4f}"))
+        print(f"    {_printable(p.text)}\n")
     return 0
 
 
@@ -171,12 +203,12 @@ def print_answer(answer) -> None:
         print("\n来源：")
     for c in answer.citations:
         p = c.hit.paragraph
-        print(f"[{c.n}] {c.hit.doc_title} · {p.section_path or '(正文)'} · 第{p.number}段")
-        print(f"    {p.text}")
+        print(_printable(f"[{c.n}] {c.hit.doc_title} · {p.section_path or '(正文)'} · 第{p.number}段"))
+        print(f"    {_printable(p.text)}")
     if answer.refused and answer.retrieved:
         print("\n可能相关：")
         for h in answer.retrieved[:3]:
-            print(f"- {h.doc_title} · 第{h.paragraph.number}段：{h.paragraph.text[:80]}…")
+            print(_printable(f"- {h.doc_title} · 第{h.paragraph.number}段：{h.paragraph.text[:80]}…"))
 
 
 def _stream_to(stream):
@@ -241,6 +273,53 @@ def cmd_serve(engine, args) -> int:
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
             "serve": cmd_serve, "ui": cmd_serve}
+
+
+def cmd_remove(engine, args) -> int:
+    from .indexer import NotIndexed, remove_documents
+    try:
+        removed = remove_documents(engine.store, args.targets, engine.config)
+    except NotIndexed as exc:
+        print(f"rag: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"removed {len(removed)}: {', '.join(removed)}")
+    return 0
+
+
+def cmd_documents(engine, args) -> int:
+    documents = engine.store.manifest().documents
+    rows = [{"doc_id": d, "title": m.get("title", ""), "paragraphs": m.get("paragraphs"),
+             "chunks": m.get("chunks"), "content_hash": m.get("content_hash", ""), "path": m.get("path", "")}
+            for d, m in documents.items()]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for r in rows:
+        print(_printable(f"{r['doc_id']}\t{r['paragraphs']} paragraphs\t{r['chunks']} chunks\t"
+                         f"{r['content_hash'][:12]}\t{r['path']}\t{r['title']}"))
+    print(f"{len(rows)} documents")
+    return 0
+
+
+COMMANDS.update(remove=cmd_remove, documents=cmd_documents)
+
+# Terminal control sequences (CSI, OSC), other control characters and bidirectional
+# overrides: document text must not clear, retitle or reorder the user's terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """Document text made safe for a terminal (tabs and newlines kept)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def _is_text(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 if __name__ == "__main__":

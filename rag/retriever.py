@@ -54,12 +54,26 @@ class Hit:
                 "paragraph": p.number, "text": p.text}
 
 
-def require_question(query: str | None) -> str:
-    """The query without surrounding whitespace; QueryError if nothing is left."""
+def require_question(query: str | None, max_chars: int = Config.max_question_chars) -> str:
+    """The query without surrounding whitespace; QueryError if nothing is left or it is
+    longer than ``max_chars`` (the work of a search grows with the question's length)."""
     query = (query or "").strip()
     if not query:
         raise QueryError("the question is empty; type a question such as 「莱芜区如何整改砂石问题」")
+    if len(query) > max_chars:
+        raise QueryError(f"the question is {len(query)} characters long; the limit is {max_chars} "
+                         "(config max_question_chars): ask about one thing at a time")
     return query
+
+
+def require_k(k: int | None, config: Config) -> int:
+    """How many paragraphs to return: ``config.k`` when None, else 1..``config.max_k``."""
+    if k is None:
+        return config.k
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
+        raise QueryError(f"k (how many paragraphs) must be a whole number from 1 to {config.max_k} "
+                         f"(config max_k), not {k!r}")
+    return k
 
 
 class Retriever:
@@ -68,8 +82,8 @@ class Retriever:
 
     def search(self, query: str, k: int | None = None, doc_ids: set[str] | list[str] | None = None
                ) -> list[Hit]:
-        query = require_question(query)
-        k = k or self.config.k
+        query = require_question(query, self.config.max_question_chars)
+        k = require_k(k, self.config)
         docs = set(doc_ids) if doc_ids else None
         view = self.store.view()  # one version of the index for the whole search
         scopes = [s & docs if docs else s for s in self._place_scopes(query, view)]
@@ -97,8 +111,8 @@ class Retriever:
         """One question searched in several wordings (as asked, restated in the documents'
         style), the rankings fused by reciprocal rank. Each ranking is read twice as deep
         as kept, so a paragraph sixth in one and second in the other counts both ranks."""
-        k = k or self.config.k
-        rankings = [self.search(q, 2 * k, doc_ids) for q in dict.fromkeys(queries)]
+        k = require_k(k, self.config)
+        rankings = [self.search(q, min(2 * k, self.config.max_k), doc_ids) for q in dict.fromkeys(queries)]
         return fuse(rankings, k, self.config.rrf_k)
 
     @staticmethod
