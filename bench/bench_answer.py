@@ -9,8 +9,6 @@ import time
 from common import REPO, peak_rss_mib, percentile, report
 
 from rag import Config, Engine
-from rag.answer import Answerer
-from rag.generators import get_generator
 
 
 def main() -> None:
@@ -24,9 +22,9 @@ def main() -> None:
     items = [json.loads(line) for line in (REPO / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
     items = [i for i in items if not i.get("history")][: args.n]
     t = time.perf_counter()
-    generator, _ = get_generator(engine.config)
+    answerer = engine.answerer()  # builds (and for local, starts) the generator
+    generator = answerer.generator
     startup_s = time.perf_counter() - t
-    answerer = Answerer(engine, generator)
     answerer.ask(items[0]["question"])  # warm-up: caches the system prompt in the server
     first, total = [], []
     for item in items:

@@ -20,8 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rag import Config, Engine
-from rag.answer import Answerer, rule_standalone
-from rag.generators import get_generator
+from rag.answer import rule_standalone
 
 from .configs import CONFIGS
 from .metrics import aggregate, answer_metrics, retrieval_metrics
@@ -44,10 +43,9 @@ def rule_rewrite(question: str, history: list[list[str]]) -> str:
 
 def pipeline_ask(engine: Engine) -> Ask:
     """``rag ask --json`` on this engine, with the generator its Config names (``--llm``)."""
-    generator, notice = get_generator(engine.config)
-    if notice:  # e.g. the bundled model is missing and answers fall back to extractive
-        print(f"rag eval: {notice}", file=sys.stderr)
-    answerer = Answerer(engine, generator, notice)
+    answerer = engine.answerer()  # the generator by name, through rag.factory
+    if answerer.notice:  # e.g. the bundled model is missing and answers fall back to extractive
+        print(f"rag eval: {answerer.notice}", file=sys.stderr)
 
     def ask(question: str, history: list[list[str]]) -> dict:
         return answerer.ask(question, [tuple(turn) for turn in history]).to_dict()
