@@ -208,3 +208,166 @@ def test_remove_a_document(engine):
     assert set(engine.manifest().documents) == {"sand.txt"}
     with pytest.raises(KeyError):
         engine.remove(["nope.txt"])
+
+
+# -- the command line: remove, documents, limits (fast: the hash-test embedder) ------------
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    from rag import cli
+    monkeypatch.setenv("RAG_EMBEDDING", "hash-test")
+    monkeypatch.setenv("RAG_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_CORPUS", str(tmp_path / "no-corpus"))
+
+    def run(capsys, *argv):
+        capsys.readouterr()
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def test_rag_remove_a_file_indexed_on_its_own(cli_env, tmp_path, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_doc(folder, "sand.txt", SAND, title="砂石整治通报")
+    alone = write_doc(tmp_path, "farm.txt", FARM, title="农业整改通报")
+    assert cli_env(capsys, "index", str(folder))[0] == 0
+    assert cli_env(capsys, "index", str(alone))[0] == 0
+    alone.unlink()  # deleted: a folder re-index would not notice, it was indexed on its own
+    code, out, _ = cli_env(capsys, "search", "农业产业联合体", "--json", "--k", "1")
+    assert json.loads(out)[0]["doc_id"] == "farm.txt"
+    code, out, err = cli_env(capsys, "remove", str(alone))
+    assert code == 0 and "farm.txt" in out
+    code, out, _ = cli_env(capsys, "search", "农业产业联合体", "--json", "--k", "5")
+    assert all(h["doc_id"] != "farm.txt" for h in json.loads(out))
+    code, out, err = cli_env(capsys, "remove", "farm.txt")
+    assert code == 1 and "not in the index: farm.txt" in err
+
+
+def test_rag_documents_lists_paths_hashes_and_counts(cli_env, corpus, capsys):
+    assert cli_env(capsys, "index", str(corpus))[0] == 0
+    code, out, _ = cli_env(capsys, "documents", "--json")
+    rows = {r["doc_id"]: r for r in json.loads(out)}
+    assert set(rows) == {"flood.txt", "sand.txt"}
+    assert rows["sand.txt"]["paragraphs"] == 2 and rows["sand.txt"]["chunks"] == 2
+    assert rows["sand.txt"]["path"] == str(corpus / "sand.txt") and len(rows["sand.txt"]["content_hash"]) == 64
+    code, out, _ = cli_env(capsys, "documents")
+    assert code == 0 and "2 documents" in out and str(corpus / "flood.txt") in out
+
+
+def test_limits_are_usage_errors(cli_env, corpus, capsys):
+    assert cli_env(capsys, "index", str(corpus))[0] == 0
+    for k in ("0", "-1", "51"):
+        code, _, err = cli_env(capsys, "search", "防汛", "--k", k)
+        assert code == 2 and "from 1 to 50" in err and "Traceback" not in err
+    code, _, err = cli_env(capsys, "search", "问" * 501)
+    assert code == 2 and "501 characters" in err
+    assert cli_env(capsys, "search", "问" * 500)[0] == 0
+    undecodable = b"\xff\xfe\xe9".decode("utf-8", "surrogateescape")  # what Python makes of bad argv bytes
+    code, _, err = cli_env(capsys, "search", undecodable)
+    assert code == 2 and "not valid UTF-8" in err
+
+
+def test_oversized_file_is_skipped(cli_env, corpus, capsys, monkeypatch):
+    monkeypatch.setenv("RAG_MAX_FILE_BYTES", "400")  # the two small documents fit
+    write_doc(corpus, "big.txt", ["很长的段落。" * 50])
+    code, out, err = cli_env(capsys, "index", str(corpus))
+    assert code == 0 and "2 added" in out and "big.txt" in err and "max_file_bytes" in err
+
+
+def test_terminal_escapes_in_documents_are_not_printed(cli_env, tmp_path, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_doc(folder, "evil.txt", ["充电桩\x1b[2J\x1b]0;pwned\x07建成120个\u202e。"], title="标题\x1b[31m")
+    assert cli_env(capsys, "index", str(folder))[0] == 0
+    code, out, _ = cli_env(capsys, "search", "充电桩")
+    assert code == 0 and "充电桩建成120个。" in out and "\x1b" not in out and "\u202e" not in out
+
+
+def test_embedder_truncates_at_its_window():
+    from embeddings.base import truncate_to_window
+    count = len  # one token a character
+    assert truncate_to_window(["短句", "长" * 600], count, 512) == ["短句", "长" * 512]
+    e5 = get_embedder("e5-small-q4")
+    long = "砂石资源整治工作专班。" * 300
+    assert e5._model.token_count(long) > 512
+    assert np.allclose(e5.encode([long]), e5.encode(truncate_to_window([long], e5._model.token_count, 512)))
+
+
+# -- segments: writes proportional to the change, BM25 across segments, compaction ---------
+def _hash_engine(tmp_path, name="index", **changes):
+    return Engine(Config(index=str(tmp_path / name), corpus=str(tmp_path / "no-corpus"),
+                         embedding="hash-test", **changes))
+
+
+def _many_docs(folder, n):
+    folder.mkdir(exist_ok=True)
+    return [write_doc(folder, f"d{i:02d}.txt", [f"第{i}项：新建防汛监测点{i}处,整治砂石场{i % 3}个。",
+                                                 f"完成黑臭水体整治{i}条。"], title=f"通报{i}")
+            for i in range(n)]
+
+
+def test_adding_a_document_writes_only_that_document(tmp_path):
+    engine = _hash_engine(tmp_path)
+    _many_docs(tmp_path / "a", 6)
+    engine.index([tmp_path / "a"], progress=False)
+    before = {p: p.stat().st_mtime_ns for p in (engine.store.root / "segments").rglob("*") if p.is_file()}
+    engine.index([write_doc(tmp_path, "new.txt", FARM, title="农业整改通报")], progress=False)
+    after = {p: p.stat().st_mtime_ns for p in (engine.store.root / "segments").rglob("*") if p.is_file()}
+    assert all(after[p] == t for p, t in before.items())  # nothing rewritten
+    new_files = set(after) - set(before)
+    assert len({p.parent for p in new_files}) == 1  # one new segment
+    chunks = next(p for p in new_files if p.name == "chunks.jsonl").read_text().splitlines()
+    assert [json.loads(c)["doc_id"] for c in chunks] == ["new.txt"]
+
+
+def test_bm25_across_segments_equals_one_bm25s_index(tmp_path):
+    """Statistics over the live chunks of all segments: the scores of bm25s over exactly
+    those chunks, after adds in several writes and a replaced document."""
+    import bm25s
+
+    from rag.tokenize import tokenize
+    engine = _hash_engine(tmp_path)
+    docs = _many_docs(tmp_path / "a", 5)
+    engine.index(docs[:2], progress=False)
+    for doc in docs[2:]:  # one segment each
+        engine.index([doc], progress=False)
+    write_doc(tmp_path / "a", "d01.txt", ["改写后的段落：新建污水管网41公里。"], title="通报1")
+    engine.index([tmp_path / "a"], progress=False)  # d01 replaced: tombstones in the first segment
+    view = engine.store.view()
+    assert len(view.segments) == 5 and len(view) == 9 and len(view._chunks) == 11
+    positions = [p for d in sorted(view.manifest.documents) for p in view._doc_positions[d]]
+    reference = bm25s.BM25()
+    reference.index([tokenize(view.chunk(p).indexed_text) for p in positions], show_progress=False)
+    for query in ("新建防汛监测点", "黑臭水体整治", "污水管网", "砂石"):
+        tokens = tokenize(query)
+        expected = reference.get_scores(tokens)
+        got = dict(view.keyword_search(tokens, 100))
+        assert np.allclose([got.get(p, 0.0) for p in positions], expected, atol=1e-5)
+
+
+def test_compaction_keeps_results_and_bounds_segments(tmp_path):
+    engine = _hash_engine(tmp_path, max_segments=3)
+    flat = _hash_engine(tmp_path, name="flat")
+    docs = _many_docs(tmp_path / "a", 7)
+    for doc in docs:
+        engine.index([doc], progress=False)
+    engine.remove(["d03.txt"])
+    flat.index([tmp_path / "a"], progress=False)
+    flat.remove(["d03.txt"])
+    assert len(engine.store.view().segments) <= 3
+    assert len(list((engine.store.root / "segments").iterdir())) <= 6  # retired ones deleted
+    for query in ("新建防汛监测点5处", "黑臭水体整治", "砂石场"):
+        assert [h.to_dict() for h in engine.search(query, k=5)] == [h.to_dict() for h in flat.search(query, k=5)]
+
+
+def test_a_damaged_segment_is_not_carried_into_the_next_write(tmp_path):
+    engine = _hash_engine(tmp_path)
+    _many_docs(tmp_path / "a", 2)
+    engine.index([tmp_path / "a"], progress=False)
+    vectors = next((engine.store.root / "segments").rglob("vectors.npy"))
+    data = bytearray(vectors.read_bytes())
+    data[-8:] = b"\x00" * 8  # same size, different vector
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IndexStateError, match=f"{vectors}.*checksum.*--repair"):
+        _hash_engine(tmp_path).index([write_doc(tmp_path, "new.txt", FARM)], progress=False)
