@@ -440,6 +440,7 @@ class FileView(IndexView):
 
     def __init__(self, root: Path, gen: str, record: dict):
         self.gen, self.record = gen, record
+        self.stamp: tuple | None = None  # the manifest file's identity when loaded
         self.manifest = Manifest.from_dict(record)
         placement: dict[str, str] = record["placement"]
         self.segments = [Segment.load(root / "segments" / name, info, self.manifest.dim)
@@ -683,6 +684,10 @@ class FileStore(Store):
         """The live generation; reloaded when any process has written a new one."""
         if not self.exists():
             raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
+        pointer, _ = self._current_pointer()
+        loaded = self._view
+        if loaded is not None and pointer == loaded.gen and self._stamp(pointer) == loaded.stamp:
+            return loaded  # generations are immutable: the same folder, the same view
         gen, record = self._resolve()
         current = self._view
         if current is None or current.gen != gen or current.record.get("checksum") != record.get("checksum"):
@@ -690,12 +695,21 @@ class FileStore(Store):
                 if self._view is None or self._view.gen != gen or \
                         self._view.record.get("checksum") != record.get("checksum"):
                     try:
+                        stamp = self._stamp(gen)
                         self._view = FileView(self.root, gen, record)
+                        self._view.stamp = stamp
                     except (KeyError, TypeError, ValueError, AttributeError) as exc:
                         raise _damaged(self.root / gen / "manifest.json",
                                        f"does not describe its segments ({type(exc).__name__}: {exc})") from None
                 current = self._view
         return current
+
+    def _stamp(self, gen: str | None) -> tuple | None:
+        try:
+            st = (self.root / gen / MANIFEST_FILES[0]).stat()
+            return st.st_ino, st.st_size, st.st_mtime_ns
+        except (OSError, TypeError):
+            return None
 
     def manifest(self) -> Manifest:
         """The live manifest, without loading the segments (cheap)."""
