@@ -274,6 +274,16 @@ def _fsync_tree(folder: Path) -> None:
             _fsync_dir(path)
 
 
+def _parse_jsonl(data: bytes) -> list:
+    """The rows of a JSONL file, parsed as one JSON array (one C-level parse instead of one
+    per line: 10^5 chunks load in a fraction of the time). JSON text holds no raw newline."""
+    text = data.decode("utf-8").strip("\n")
+    rows = json.loads("[" + text.replace("\n", ",") + "]") if text else []
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("a line is not a JSON object")
+    return rows
+
+
 def _write_jsonl(path: Path, rows) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -381,12 +391,11 @@ class Segment:
         data = {name: _verify_file(folder / name, expected, read=True) for name, expected in files.items()}
         name = folder.name
         try:
-            chunks = [Chunk(**json.loads(line)) for line in data["chunks.jsonl"].decode("utf-8").splitlines()]
+            chunks = [Chunk(**row) for row in _parse_jsonl(data["chunks.jsonl"])]
         except (ValueError, TypeError, KeyError) as exc:
             raise _damaged(folder / "chunks.jsonl", f"cannot be parsed ({exc})") from None
         try:
-            paragraphs = [Paragraph.from_dict(json.loads(line))
-                          for line in data["paragraphs.jsonl"].decode("utf-8").splitlines()]
+            paragraphs = [Paragraph.from_dict(row) for row in _parse_jsonl(data["paragraphs.jsonl"])]
         except (ValueError, TypeError, KeyError) as exc:
             raise _damaged(folder / "paragraphs.jsonl", f"cannot be parsed ({exc})") from None
         try:
