@@ -708,24 +708,33 @@ class FileStore(Store):
         """The live generation; reloaded when any process has written a new one."""
         if not self.exists():
             raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
-        pointer, _ = self._current_pointer()
-        loaded = self._view
-        if loaded is not None and pointer == loaded.gen and self._stamp(pointer) == loaded.stamp:
-            return loaded  # generations are immutable: the same folder, the same view
+        for attempt in range(3):
+            pointer, _ = self._current_pointer()
+            loaded = self._view
+            if loaded is not None and pointer == loaded.gen and self._stamp(pointer) == loaded.stamp:
+                return loaded  # generations are immutable: the same folder, the same view
+            try:
+                return self._load_view()
+            except IndexStateError:
+                # Two writes in quick succession retire the generation this read began
+                # with; that is not damage. Damage stays put while CURRENT does.
+                if attempt == 2 or self._current_pointer()[0] == pointer:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load_view(self) -> FileView:
         gen, record = self._resolve()
-        current = self._view
-        if current is None or current.gen != gen or current.record.get("checksum") != record.get("checksum"):
-            with self._load_lock:  # concurrent searches load a new generation once
-                if self._view is None or self._view.gen != gen or \
-                        self._view.record.get("checksum") != record.get("checksum"):
-                    try:
-                        stamp = self._stamp(gen)
-                        self._view = FileView(self.root, gen, record)
-                        self._view.stamp = stamp
-                    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                        raise _damaged(self.root / gen / "manifest.json",
-                                       f"does not describe its segments ({type(exc).__name__}: {exc})") from None
-                current = self._view
+        with self._load_lock:  # concurrent searches load a new generation once
+            current = self._view
+            if current is None or current.gen != gen or current.record.get("checksum") != record.get("checksum"):
+                try:
+                    stamp = self._stamp(gen)
+                    current = FileView(self.root, gen, record)
+                    current.stamp = stamp
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise _damaged(self.root / gen / "manifest.json",
+                                   f"does not describe its segments ({type(exc).__name__}: {exc})") from None
+                self._view = current
         return current
 
     def _stamp(self, gen: str | None) -> tuple | None:

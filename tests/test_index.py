@@ -371,3 +371,31 @@ def test_a_damaged_segment_is_not_carried_into_the_next_write(tmp_path):
     vectors.write_bytes(bytes(data))
     with pytest.raises(IndexStateError, match=f"{vectors}.*checksum.*--repair"):
         _hash_engine(tmp_path).index([write_doc(tmp_path, "new.txt", FARM)], progress=False)
+
+
+def test_readers_never_fail_while_writes_land(tmp_path):
+    """Searches during a series of quick writes (each retiring the generation before the
+    previous one) always see a whole index, never an error."""
+    import threading
+    writer = _hash_engine(tmp_path)
+    docs = _many_docs(tmp_path / "a", 8)
+    writer.index(docs[:1], progress=False)
+    errors, seen = [], []
+    done = threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                reader = _hash_engine(tmp_path)  # a fresh store: it loads whatever is current
+                seen.append(len(reader.search("黑臭水体整治", k=50)))
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for doc in docs[1:]:
+            writer.index([doc], progress=False)
+    finally:
+        done.set()
+        thread.join()
+    assert not errors and seen and all(n >= 1 for n in seen)
