@@ -610,8 +610,10 @@ class FileStore(Store):
         """(number, name) of the generation folders, newest first."""
         try:
             children = list(self.root.iterdir())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise IndexStateError(f"cannot read the index folder {self.root} ({exc.strerror or exc})") from None
         found = [(int(m.group(1)), c.name) for c in children
                  if c.is_dir() and (m := _GEN.fullmatch(c.name))]
         return sorted(found, reverse=True)
@@ -771,9 +773,13 @@ class FileStore(Store):
             self._writer.release()
 
     def _acquire_file_lock(self, timeout: float) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexStateError(f"cannot open the index's lock file {path} ({exc.strerror or exc}); "
+                                  "check that the index folder is writable") from None
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -797,37 +803,45 @@ class FileStore(Store):
     # -- writing
     def apply(self, manifest, upserts, deletions, replace_all=False):
         with self.writing():
-            base_gen, base = None, None
-            if self.exists() and not replace_all:
-                base_gen, base = self._resolve()  # raises on damage: never build on a damaged base
-            elif self.exists():
-                with contextlib.suppress(IndexStateError):
-                    base_gen, _ = self._resolve()
-            self._clean_leftovers(base_gen)
-            segments_dir = self.root / "segments"
-            replaced = {e.meta["doc_id"] for e in upserts} | set(deletions)
-            documents: dict[str, dict] = {}
-            placement: dict[str, str] = {}
-            segments: dict[str, dict] = {}
-            if base is not None:
-                for doc_id, meta in base["documents"].items():
-                    if doc_id not in replaced:
-                        documents[doc_id], placement[doc_id] = meta, base["placement"][doc_id]
-                for name, info in base["segments"].items():
-                    if name in placement.values():  # a segment left with no live document is dropped
-                        Segment.verify(segments_dir / name, info)  # never carry damage forward
-                        segments[name] = info
-            if upserts:
-                name, info = self._write_new_segment(upserts)
-                segments[name] = info
-                for e in upserts:
-                    meta = dict(e.meta, chunks=len(e.chunks))
-                    documents[e.meta["doc_id"]], placement[e.meta["doc_id"]] = meta, name
-            self._compact(segments, placement, documents, manifest.dim)
-            documents = dict(sorted(documents.items()))
-            manifest.documents = documents
-            body = dict(manifest.to_dict(), placement=dict(sorted(placement.items())), segments=segments)
-            self._commit(body, base_gen)
+            try:
+                self._apply_locked(manifest, upserts, deletions, replace_all)
+            except OSError as exc:  # disk full, read-only folder…: the commit did not happen
+                raise IndexStateError(f"could not write the index at {self.root} ({exc.strerror or exc}); "
+                                      "the index is unchanged, the previous version stays in use") from None
+
+    def _apply_locked(self, manifest, upserts, deletions, replace_all):
+        base_gen, base = None, None
+        if self.exists() and not replace_all:
+            base_gen, base = self._resolve()  # raises on damage: never build on a damaged base
+        elif self.exists():
+            with contextlib.suppress(IndexStateError):
+                base_gen, _ = self._resolve()
+        self._clean_leftovers(base_gen)
+        segments_dir = self.root / "segments"
+        replaced = {e.meta["doc_id"] for e in upserts} | set(deletions)
+        documents: dict[str, dict] = {}
+        placement: dict[str, str] = {}
+        segments: dict[str, dict] = {}
+        if base is not None:
+            for doc_id, meta in base["documents"].items():
+                if doc_id not in replaced:
+                    documents[doc_id], placement[doc_id] = meta, base["placement"][doc_id]
+            live_segments = set(placement.values())
+            for name, info in base["segments"].items():
+                if name in live_segments:  # a segment left with no live document is dropped
+                    Segment.verify(segments_dir / name, info)  # never carry damage forward
+                    segments[name] = info
+        if upserts:
+            name, info = self._write_new_segment(upserts)
+            segments[name] = info
+            for e in upserts:
+                meta = dict(e.meta, chunks=len(e.chunks))
+                documents[e.meta["doc_id"]], placement[e.meta["doc_id"]] = meta, name
+        self._compact(segments, placement, documents, manifest.dim)
+        documents = dict(sorted(documents.items()))
+        manifest.documents = documents
+        body = dict(manifest.to_dict(), placement=dict(sorted(placement.items())), segments=segments)
+        self._commit(body, base_gen)
 
     def _write_new_segment(self, upserts: list[DocumentEntry]) -> tuple[str, dict]:
         upserts = sorted(upserts, key=lambda e: e.meta["doc_id"])
@@ -894,9 +908,13 @@ class FileStore(Store):
         _fsync_file(pointer)
         _fault_point("current-written")
         os.replace(pointer, self.root / "CURRENT")  # the commit point
-        _fsync_dir(self.root)
-        _fault_point("current-swapped")
-        self._retire(keep=[gen] + ([base_gen] if base_gen else []))
+        try:  # committed: what follows is tidying, and must not report the write as failed
+            _fsync_dir(self.root)
+            _fault_point("current-swapped")
+            self._retire(keep=[gen] + ([base_gen] if base_gen else []))
+        except OSError as exc:
+            log.warning("rag: %s committed; retiring older generations failed (%s), the next write retries",
+                        gen, exc.strerror or exc)
 
     def _retire(self, keep: list[str]) -> None:
         """Delete generations other than the new and the previous one (kept for readers

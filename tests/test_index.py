@@ -399,3 +399,24 @@ def test_readers_never_fail_while_writes_land(tmp_path):
         done.set()
         thread.join()
     assert not errors and seen and all(n >= 1 for n in seen)
+
+
+def test_a_full_disk_is_a_clear_error_and_changes_nothing(cli_env, corpus, tmp_path, capsys, monkeypatch):
+    assert cli_env(capsys, "index", str(corpus))[0] == 0
+    before = cli_env(capsys, "search", "防汛指挥部", "--json")[1]
+    write_doc(corpus, "farm.txt", FARM, title="农业整改通报")
+    import rag.store
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(rag.store.os, "rename", full)
+    code, out, err = cli_env(capsys, "index", str(corpus))
+    assert code == 1 and "No space left on device" in err and "unchanged" in err
+    monkeypatch.undo()
+    # undo also dropped the fixture's environment: set it again
+    monkeypatch.setenv("RAG_EMBEDDING", "hash-test")
+    monkeypatch.setenv("RAG_INDEX", str(tmp_path / "index"))
+    assert cli_env(capsys, "search", "防汛指挥部", "--json")[1] == before
+    code, out, err = cli_env(capsys, "index", str(corpus))
+    assert code == 0 and "1 added" in out
+    assert not list((tmp_path / "index").rglob("tmp-*"))
