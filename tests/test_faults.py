@@ -224,6 +224,8 @@ def _damage(path: Path, how: str) -> None:
         path.unlink()
     elif how == "empty":
         path.write_bytes(b"")
+    elif how == "append":  # junk after the end, as a second writer's stray bytes would be
+        path.write_bytes(data + b"\x00junk\n{}")
 
 
 def _index_files(index: Path) -> list[str]:
@@ -252,7 +254,7 @@ def _resolve_role(index: Path, role: str) -> Path:
     return index / "segments" / seg / name
 
 
-@pytest.mark.parametrize("how", ["truncate", "garble", "delete", "empty"])
+@pytest.mark.parametrize("how", ["truncate", "garble", "delete", "empty", "append"])
 @pytest.mark.parametrize("role", _pristine_files())
 def test_damaged_file(role, how, case, pristine, expected, monkeypatch, capsys):
     TALLY["cases"] += 1
