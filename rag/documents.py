@@ -254,8 +254,7 @@ def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_ha
             # A heading split over two lines (关于…（校） / 扩大规模…的请示), or a bare 附件
             # followed by the annex's title.
             head = stack[-1][1]
-            sep = " " if profile.part_heading.fullmatch(head) or head.endswith(("：", ":")) \
-                or re.match(r"^(单位|计量单位)[:：]", heading) else ""
+            sep = " " if profile.part_heading.fullmatch(head) or head.endswith(("：", ":")) else ""
             stack[-1] = (stack[-1][0], head + sep + heading)
         else:
             while stack and stack[-1][0] >= rank:
@@ -328,8 +327,15 @@ def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_ha
                 and heading_rank(s, profile) is None:
             meta.setdefault("落款", _squash(s))
             continue
+        if profile.addressee_line.match(s):
+            meta.setdefault("主送机关", s.rstrip("：:"))
+            continue
         if body_started and profile.note_line.match(s):
             meta.setdefault("附注", s)
+            continue
+        if profile.unit_line.match(s) and stack:
+            rank, heading = stack[-1]  # the unit belongs to the caption it stands under
+            stack[-1] = (rank, f"{heading}（{s.strip('（）()')}）")
             continue
         if line.heading_level is not None:
             # Format-marked heading (markdown #, docx Heading N, html hN): its level is the rank.

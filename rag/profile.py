@@ -46,13 +46,19 @@ class Profile:
     page_number: re.Pattern  # a PDF's page footer or header
     photo_caption: re.Pattern
     document_number: re.Pattern  # 发文字号 such as 国办发〔2018〕15号
+    # The addressees of a 公文 (主送机关), a line of bodies ending with a colon:
+    # 各省、自治区、直辖市人民政府，国务院各部委、各直属机构：
+    addressee_line: re.Pattern
     # A one-line parenthetical after the body, such as （此件公开发布）, is a note.
     note_line: re.Pattern
     # A line stating when and where a report was delivered: ——2026年1月27日在…会议上
     delivered_line: re.Pattern
+    unit_line: re.Pattern  # 单位：人, 单位：万元 under a table's caption: part of the caption
     figure_caption: re.Pattern  # 图1　…, 表2 …: a caption is content, even when short
     # -- titles: a title line ends with a genre word; such a line names the document.
     title_line: re.Pattern
+    # The subject of a title: 国务院关于印发「个人所得税专项附加扣除暂行办法」的通知
+    title_subject: re.Pattern
     # -- issuers and places
     issuer_suffixes: tuple[str, ...]  # words that end the name of an issuing body
     speaker_line: re.Pattern  # 海南省省长 刘小明: the report speaks for the speaker's government
@@ -111,11 +117,16 @@ ZH_GOV = Profile(
                            r"|^\d+\s*/\s*\d+$"),
     photo_caption=re.compile(r"(记者|摄影|通讯员)\s*\S{1,12}\s*摄\s*$|摄$"),
     document_number=re.compile(r"^\S{1,12}[〔\[［(（]\d{4}[〕\]］)）]\s*\d+\s*号$"),
+    addressee_line=re.compile(r"^[^。；！？:：]{2,200}(政府|机构|部门|单位|部委|委员会|厅|局|院|党委|党组|"
+                              r"办公室|人大常委会)[）)]?[:：]$"),
     note_line=re.compile(r"^[（(][^（()）]{2,15}[）)]$"),
     delivered_line=re.compile(r"^[—\-（(]*\s*\d{4}年\d{1,2}月\d{1,2}日在.{2,40}(会议|大会)上"),
+    unit_line=re.compile(r"^[（(]?(计量)?单位\s*[:：]\s*\S{1,10}[）)]?$"),
     figure_caption=re.compile(r"^[图表]\s*\d+(\s|\u3000|[.．:：、])"),
     title_line=re.compile(r"(通知|通报|意见|决定|报告|方案|办法|规定|规划|纲要|函|批复|请示|公告|通告|"
                           r"条例|细则|规则|计划|要点|指引|指南|纪要|讲话|决议)$"),
+    title_subject=re.compile(r"^(?:.*关于)?(?:印发|转发|发布|公布)?(?P<subject>.+?)的?(通知|通报|意见|决定|"
+                             r"报告|函|批复|请示|公告|通告)$"),
     issuer_suffixes=("人民政府办公厅", "人民政府", "办公厅", "办公室", "委员会", "国务院", "党委", "市委",
                      "区委", "县委", "省委", "委", "厅", "局", "部", "署", "院", "会", "中心"),
     speaker_line=re.compile(r"^(?P<place>\S{2,12}?(省|自治区|市|区|县))?(人民政府)?"

@@ -5,6 +5,7 @@ as its best chunk. The same retriever is offered to LangChain as a ``BaseRetriev
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
@@ -17,6 +18,7 @@ from embeddings import Embedder
 
 from .config import Config
 from .documents import Paragraph
+from .profile import ZH_GOV, Profile
 from .store import Store
 from .tokenize import issuer_place, mentions_place, tokenize
 
@@ -66,6 +68,16 @@ def require_question(query: str | None, max_chars: int = Config.max_question_cha
     return query
 
 
+def title_subjects(title: str, profile: Profile = ZH_GOV) -> list[str]:
+    """What a title is about, as a reader would name it: the text between its issuer's
+    「关于/印发/转发」 and its genre (的通知, 的意见…), and any 《name》 inside it."""
+    subjects = re.findall(r"《([^》]{4,})》", title)
+    m = profile.title_subject.search(title)
+    if m and len(m.group("subject")) >= 6:
+        subjects.append(m.group("subject"))
+    return subjects
+
+
 def require_k(k: int | None, config: Config) -> int:
     """How many paragraphs to return: ``config.k`` when None, else 1..``config.max_k``."""
     if k is None:
@@ -96,6 +108,13 @@ class Retriever:
         else:
             # One place: its documents are preferred, unless they are all there is.
             preferred = scopes[0] if len(scopes) == 1 and len(scopes[0]) < len(view.manifest.documents) else set()
+            named, asked = self._named_documents(query, view)
+            if named and len(named) < len(view.manifest.documents):
+                # A question naming a document by its title (《…暂行办法》从什么时候开始施行)
+                # is asked of that document, and about what follows the name: every
+                # paragraph of it would match the name, its cover letter most of all.
+                preferred = (preferred & named) or named
+                query = asked
             ranked = self._rank(query, view, docs, k, preferred)
         documents = view.manifest.documents
         hits = []
@@ -128,6 +147,22 @@ class Retriever:
             if place and mentions_place(query, place):
                 by_place.setdefault(place, set()).add(doc_id)
         return list(by_place.values())
+
+    @staticmethod
+    def _named_documents(query: str, view) -> tuple[set[str], str]:
+        """The documents whose title's subject the query names (「个人所得税专项附加扣除暂行
+        办法」 for 「国务院关于印发个人所得税专项附加扣除暂行办法的通知」), and the query
+        without that name when enough is left to search for."""
+        named: set[str] = set()
+        rest = query
+        for doc_id, meta in view.manifest.documents.items():
+            for subject in title_subjects(meta.get("title", "")):
+                if subject in query:
+                    named.add(doc_id)
+                    remainder = rest.replace(f"《{subject}》", "").replace(subject, "")
+                    if len(re.findall(r"[\u4e00-\u9fff]", remainder)) >= 4:
+                        rest = remainder
+        return named, rest
 
     def _rank(self, query: str, view, docs: set[str] | None, k: int, preferred: set[str] = frozenset()
               ) -> list[tuple[str, list[Match]]]:
