@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -46,10 +47,24 @@ def corpus_fingerprint(corpus: str | Path) -> list[tuple[str, str]]:
 
 
 def open_engine(config: Config, cache: Path, progress: bool) -> Engine:
-    """An Engine on this configuration's cached index, brought up to date with the corpus."""
+    """An Engine on this configuration's cached index, brought up to date with the corpus.
+
+    An index is made per shape of index (corpus, embedding, chunking) and per version of
+    the code, since the code decides the paragraphs and chunks. A new version starts
+    from a copy of the newest index of the same shape and re-reads every document: only
+    chunks whose text changed are embedded again (vectors are reused by content hash).
+    """
     shape = {"corpus": str(Path(config.corpus).resolve()), "embedding": config.embedding,
-             "code": code_fingerprint(), **chunking_settings(config)}
-    engine = Engine(config.replace(index=str(cache / f"engine-{digest(shape)[:12]}")))
+             **chunking_settings(config)}
+    family = f"engine-{digest(shape)[:8]}"
+    index = cache / f"{family}-{digest(code_fingerprint())[:8]}"
+    engine = Engine(config.replace(index=str(index)))
+    if not index.exists():
+        earlier = sorted(cache.glob(f"{family}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if earlier:
+            shutil.copytree(earlier[0], index)
+            engine.index(rebuild=True, progress=progress)  # new paragraphs, vectors reused
+            return engine
     engine.index(progress=progress)  # incremental: nothing is re-embedded when nothing changed
     return engine
 
