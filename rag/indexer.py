@@ -155,13 +155,15 @@ def _vector_cache(store: Store, embedder: Embedder, doc_ids: set[str] | None) ->
     if doc_ids is not None and not doc_ids:
         return cache
     try:
-        if not store.exists():
+        if not store.exists() or store.manifest().embedding != embedder.spec:
             return cache
-        view = store.view()
-        if view.manifest.embedding != embedder.spec:
-            return cache
-        for doc_id in view.manifest.documents if doc_ids is None else doc_ids & set(view.manifest.documents):
-            _cache_entry(cache, view.document(doc_id), embedder)
+        if doc_ids is None:
+            view = store.view()
+            entries = (view.document(d) for d in view.manifest.documents)
+        else:  # only the documents being replaced: a store need not load the whole index
+            entries = store.documents(doc_ids).values()
+        for entry in entries:
+            _cache_entry(cache, entry, embedder)
     except IndexStateError:
         pass  # a damaged index being rebuilt: nothing to reuse
     return cache

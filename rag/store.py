@@ -191,6 +191,12 @@ class Store(ABC):
     def manifest(self) -> Manifest:
         return self.view().manifest
 
+    def documents(self, doc_ids: set[str]) -> dict[str, DocumentEntry]:
+        """The stored entries of the given documents (those indexed), e.g. to reuse their
+        vectors when they change. A store may read just these instead of the whole index."""
+        view = self.view()
+        return {d: view.document(d) for d in doc_ids if d in view.manifest.documents}
+
     def configure(self, config) -> None:
         """Store-specific tunables from the configuration (none by default)."""
 
@@ -414,14 +420,14 @@ class Segment:
         return segment
 
     @staticmethod
-    def verify(folder: Path, info: dict) -> None:
+    def verify(folder: Path, info: dict, hash_all: bool = False) -> None:
         """What a writer checks of a segment it keeps: every file's size, and the checksum
         of files up to WRITER_HASH_MAX_BYTES. A larger file is not read: its recorded
         checksum is carried into the new manifest unchanged, so damage to it can never be
         written down as valid, and every reader (which hashes what it loads) reports it."""
         for name, expected in info["files"].items():
             path = folder / name
-            if expected["bytes"] <= WRITER_HASH_MAX_BYTES:
+            if hash_all or expected["bytes"] <= WRITER_HASH_MAX_BYTES:
                 _verify_file(path, expected, read=False)
             else:
                 try:
@@ -448,6 +454,7 @@ def _write_segment(segments_dir: Path, chunks: list[Chunk], paragraphs: list[Par
         postings.save(tmp)
         _fsync_tree(tmp)
         files = {p.name: _file_record(p) for p in sorted(tmp.iterdir())}
+        rows = _document_rows(chunks, paragraphs)
         _fault_point("segment-written")
         os.rename(tmp, segments_dir / name)
     except BaseException:
@@ -455,7 +462,24 @@ def _write_segment(segments_dir: Path, chunks: list[Chunk], paragraphs: list[Par
         raise
     _fsync_dir(segments_dir)
     _fault_point("segment-renamed")
-    return name, {"files": files, "chunks": len(chunks)}
+    return name, {"files": files, "chunks": len(chunks), "rows": rows}
+
+
+def _document_rows(chunks: list[Chunk], paragraphs: list[Paragraph]) -> dict[str, list[int]]:
+    """Where each document's chunks and paragraphs lie in a segment's files:
+    doc_id → [first chunk, chunks, first paragraph, paragraphs]. A document's rows are
+    contiguous (segments are written document by document), so one document can be read
+    without parsing the rest of the segment."""
+    rows: dict[str, list[int]] = {}
+    for column, items in ((0, chunks), (2, paragraphs)):
+        for i, item in enumerate(items):
+            entry = rows.setdefault(item.doc_id, [0, 0, 0, 0])
+            if entry[column + 1] == 0:
+                entry[column] = i
+            elif entry[column] + entry[column + 1] != i:
+                raise ValueError(f"{item.doc_id}: rows not contiguous in the segment")
+            entry[column + 1] += 1
+    return rows
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -751,6 +775,42 @@ class FileStore(Store):
         if not self.exists():
             raise IndexStateError(f"no index at {self.root}; run `rag index` to build it")
         return Manifest.from_dict(self._resolve()[1])
+
+    def documents(self, doc_ids: set[str]) -> dict[str, DocumentEntry]:
+        """Only the given documents' rows are parsed; their segments' files are checked
+        (size and checksum, streamed) but not loaded, so updating one document of a large
+        index does not load the index."""
+        if not self.exists():
+            return {}
+        _, record = self._resolve()
+        manifest = Manifest.from_dict(record)
+        by_segment: dict[str, list[str]] = {}
+        for d in sorted(doc_ids):
+            if d in record["placement"] and d in manifest.documents:
+                by_segment.setdefault(record["placement"][d], []).append(d)
+        found: dict[str, DocumentEntry] = {}
+        for name, docs in by_segment.items():
+            info = record["segments"][name]
+            folder = self.root / "segments" / name
+            if "rows" not in info:
+                return super().documents(doc_ids)
+            # Hashed in full: these vectors are copied into a new segment under a new checksum.
+            Segment.verify(folder, info, hash_all=True)
+            try:
+                chunk_lines = (folder / "chunks.jsonl").read_bytes().split(b"\n")
+                para_lines = (folder / "paragraphs.jsonl").read_bytes().split(b"\n")
+                vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+                for d in docs:
+                    c0, nc, p0, np_ = info["rows"][d]
+                    chunks = [Chunk(**row) for row in _parse_jsonl(b"\n".join(chunk_lines[c0:c0 + nc]))]
+                    paragraphs = [Paragraph.from_dict(row) for row in _parse_jsonl(b"\n".join(para_lines[p0:p0 + np_]))]
+                    if any(c.doc_id != d for c in chunks) or any(p.doc_id != d for p in paragraphs):
+                        raise ValueError("rows of another document")
+                    found[d] = DocumentEntry(manifest.documents[d], paragraphs, chunks,
+                                             np.array(vectors[c0:c0 + nc], dtype=np.float32))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise _damaged(folder, f"cannot be read ({exc})") from None
+        return found
 
     # -- the writers' lock
     @contextlib.contextmanager

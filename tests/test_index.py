@@ -420,3 +420,18 @@ def test_a_full_disk_is_a_clear_error_and_changes_nothing(cli_env, corpus, tmp_p
     code, out, err = cli_env(capsys, "index", str(corpus))
     assert code == 0 and "1 added" in out
     assert not list((tmp_path / "index").rglob("tmp-*"))
+
+
+def test_updating_a_document_reads_only_that_document(tmp_path):
+    engine = _hash_engine(tmp_path)
+    docs = _many_docs(tmp_path / "a", 6)
+    engine.index([tmp_path / "a"], progress=False)
+    write_doc(tmp_path / "a", "d02.txt", ["第2项：新建防汛监测点2处,整治砂石场2个。", "新增一段。"], title="通报2")
+    fresh = _hash_engine(tmp_path)
+    report = fresh.index([tmp_path / "a"], progress=False)
+    assert report.updated == ["d02.txt"] and report.reused_chunks == 1 and report.embedded_chunks == 1
+    assert fresh.store._view is None  # the index was not loaded to reuse d02's vectors
+    entry = fresh.store.documents({"d02.txt", "d04.txt", "nope.txt"})
+    assert set(entry) == {"d02.txt", "d04.txt"}
+    assert [p.text for p in entry["d02.txt"].paragraphs][-1] == "新增一段。"
+    assert np.allclose(entry["d04.txt"].vectors, fresh.store.view().document("d04.txt").vectors)
