@@ -10,6 +10,8 @@ implements the same methods for corpora beyond one machine:
   whole read-plan-write cycle (re-entrant within a thread);
 * ``apply(manifest, upserts, deletions, replace_all)``: one all-or-nothing change;
 * ``salvage()``: what a damaged index still records and holds, for ``rag index --repair``;
+* ``documents(ids)``: the stored entries of a few documents (their vectors are reused when
+  they change), without loading the whole index where the store can;
 * ``configure(config)``: store-specific tunables.
 
 The folder layout of ``FileStore`` (format 2)::
