@@ -235,14 +235,26 @@ def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_ha
     lines = _lines(blocks, profile)
     warnings = sorted({b.warning for b in blocks if b.warning})
 
-    def add_paragraph(line: _Line, text_: str | None = None) -> None:
+    # A numbered heading line with nothing under it before the next heading of its rank
+    # or above (（一）小型车辆涂装样图。 followed by an image) says something itself: it
+    # becomes a paragraph, so nothing the document states is lost.
+    bare: list = []  # [rank, line, section] of the last heading-only line, until body follows
+
+    def add_paragraph(line: _Line, text_: str | None = None, section=None) -> None:
         nonlocal body_started, last_was_heading
         body_started, last_was_heading = True, False
+        bare.clear()
         paragraphs.append(Paragraph(doc_id, len(paragraphs) + 1, text_ or line.text,
-                                    tuple(h for _, h in stack), line.start, line.end))
+                                    section or tuple(h for _, h in stack), line.start, line.end))
+
+    def flush_bare(rank: int | None = None) -> None:
+        if bare and (rank is None or rank <= bare[0]):
+            _, line, section = bare
+            add_paragraph(line, section=section)
 
     def push_heading(rank: int, heading: str) -> None:
         nonlocal body_started, last_was_heading
+        flush_bare(rank)
         if rank == -1 and stack and _squash(heading) in _squash(stack[-1][1]):
             body_started, last_was_heading = True, True  # 附件：X then X: said already
             return
@@ -348,10 +360,10 @@ def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_ha
         if rank is not None and not profile.not_heading.match(s):
             heading, has_body = _split_inline_heading(s)
             push_heading(rank, heading)
-            # A heading that is a whole long sentence (（三）各有关省（市）教育主管部门要明确
-            # 一位负责同志分管…工作。) says something itself.
-            if has_body or (len(s) > 30 and s.endswith(("。", "；", "！", "？"))):
+            if has_body:
                 add_paragraph(line)
+            elif rank >= 0:
+                bare[:] = [rank, line, tuple(h for _, h in stack)]
             continue
         if not body_started:
             if _is_short_label(s, profile) or (profile.title_line.search(s) and len(s) <= 80
@@ -366,6 +378,7 @@ def structure(doc_id: str, path: str, text: str, blocks: list[Block], content_ha
             continue
         add_paragraph(line)
 
+    flush_bare()
     meta.pop("_trailer", None)
     # A closing line naming a body ("中共济南市委") is a signature, not content.
     if paragraphs and len(paragraphs[-1].text) <= 30 and paragraphs[-1].text.endswith(profile.issuer_suffixes) \

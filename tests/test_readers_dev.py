@@ -209,3 +209,13 @@ def test_docx_table_rows_with_a_merged_header(tmp_path):
     doc = load_document(path)
     assert doc.title == "关于下达2024年补助资金的通知"
     assert "地区：乙县；补助资金·中央：80；补助资金·省级：40" in [p.text for p in doc.paragraphs]
+
+
+def test_sample_corpus_issue_headings_stay_headings():
+    # (4)2019年…不增反降。 heads the measures under it: it is context, not a paragraph; a
+    # heading with nothing under it (the annex's （一）小型车辆涂装样图。) is one.
+    doc = load_document(CORPUS / "laiwu-district-2021-02-08.txt")
+    assert len(doc.paragraphs) == 54
+    assert not any(p.text.startswith("(4)2019年济南市考核莱芜区") for p in doc.paragraphs)
+    rescue = load_document(DEV / "state-council-office-2018-rescue-vehicle-plates-notice.html")
+    assert rescue.paragraphs[-1].text == "（三）大型车辆涂装样图。"
