@@ -155,13 +155,14 @@ def _question(text: str, config: Config, param: str) -> str:
     return question
 
 
-def _optional_doc_ids(body: dict, known: dict) -> list[str] | None:
+def _optional_doc_ids(body: dict, documents: Callable[[], dict]) -> list[str] | None:
     doc_ids = body.get("doc_ids")
     if doc_ids is None:
         return None
     if not isinstance(doc_ids, list) or not all(isinstance(d, str) for d in doc_ids):
         raise ApiError(400, "doc_ids must be a list of document ids (GET /v1/documents)", "invalid_type",
                        param="doc_ids")
+    known = documents()  # read only when asked for: the manifest is a file read
     unknown = [d for d in doc_ids if d not in known]
     if unknown:
         raise ApiError(400, f"not in the index: {', '.join(unknown)}", "unknown_document", param="doc_ids")
@@ -178,7 +179,8 @@ def parse_json(raw: bytes) -> dict:
     return body
 
 
-def parse_chat(body: dict, models: dict[str, str], default: str, config: Config, documents: dict) -> ChatRequest:
+def parse_chat(body: dict, models: dict[str, str], default: str, config: Config,
+               documents: Callable[[], dict]) -> ChatRequest:
     named = sorted(ENDPOINT_FIELDS & set(body))
     if named:
         raise ApiError(400, f"{', '.join(named)}: a request cannot choose an endpoint or key; this server "
@@ -239,7 +241,8 @@ def sources_markdown(answer: Answer) -> str:
     lines = []
     for c in answer.citations:
         p = c.hit.paragraph
-        where = " · ".join(x for x in (p.section_path, f"第{p.number}段") if x)
+        # The paragraph's own heading: a full section path runs to a hundred characters.
+        where = " · ".join(x for x in (p.section[-1] if p.section else "", f"第{p.number}段") if x)
         date = f"（{c.hit.doc_date}）" if c.hit.doc_date else ""
         lines.append(f"- [{c.n}] 《{c.hit.doc_title}》{date} {where}")
     return answer.answer + "\n\n" + SOURCES_HEADING + "\n" + "\n".join(lines)
@@ -280,6 +283,11 @@ def open_webui_sources(answer: Answer, base_url: str) -> list[dict]:
                       "section": c.hit.paragraph.section_path, "paragraph": c.hit.paragraph.number}],
         "source": {"name": f"[{c.n}] 《{c.hit.doc_title}》 第{c.hit.paragraph.number}段",
                    "url": paragraph_url(base_url, c)}}} for c in answer.citations]
+
+
+def status(description: str, done: bool) -> dict:
+    """An Open WebUI status event (the line it shows above an answer in progress)."""
+    return {"type": "status", "data": {"description": description, "done": done}}
 
 
 def rag_details(answer: Answer) -> dict:
@@ -514,7 +522,7 @@ def create_app(engine: Engine, uploads_dir: Path | None = None, generators: list
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = parse_json(await request.body())
-        chat = parse_chat(body, server.models, server.default_model, config, server.documents())
+        chat = parse_chat(body, server.models, server.default_model, config, server.documents)
         base_url = str(request.base_url)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         cancelled = threading.Event()
@@ -555,6 +563,7 @@ def create_app(engine: Engine, uploads_dir: Path | None = None, generators: list
         async def events() -> AsyncIterator[str]:
             try:
                 yield _sse(chunk({"role": "assistant", "content": ""}))
+                yield _sse(chunk(None, event=status("正在检索文档并生成回答…", False)))
                 while not task.done():  # the draft is being generated and checked
                     await asyncio.wait({task}, timeout=KEEPALIVE_S)
                     if not task.done():
@@ -568,7 +577,7 @@ def create_app(engine: Engine, uploads_dir: Path | None = None, generators: list
                 content = sources_markdown(answer)
                 for piece in stream_pieces(content):
                     yield _sse(chunk({"content": piece}))
-                for event in open_webui_sources(answer, base_url):
+                for event in [*open_webui_sources(answer, base_url), status("回答已核对来源", True)]:
                     yield _sse(chunk(None, event=event))
                 yield _sse(chunk({"annotations": annotations(content, answer, base_url)}, "stop",
                                  sources=[source_dict(c) for c in answer.citations], rag=rag_details(answer)))
@@ -586,7 +595,7 @@ def create_app(engine: Engine, uploads_dir: Path | None = None, generators: list
         if not isinstance(query, str) or not query.strip():
             raise ApiError(400, "query must be a non-empty string", "invalid_question", param="query")
         query = _question(query, config, "query")
-        k, doc_ids = _optional_k(body, config), _optional_doc_ids(body, server.documents())
+        k, doc_ids = _optional_k(body, config), _optional_doc_ids(body, server.documents)
         cancelled = threading.Event()
 
         def work():

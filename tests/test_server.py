@@ -112,7 +112,9 @@ def test_streaming_gives_the_same_answer_and_sources_on_the_last_chunk(api):
     assert not any("sources" in c.model_dump() for c in chunks[:-1])  # sources once, at the end
     # Open WebUI's source events (its citation chips), one per source, before the last chunk.
     events = [c.model_dump()["event"] for c in chunks if "event" in c.model_dump()]
-    assert [e["data"]["source"]["name"].split(" ")[0] for e in events] == [f"[{s['n']}]" for s in last["sources"]]
+    sources = [e for e in events if e["type"] == "source"]
+    assert [e["data"]["source"]["name"].split(" ")[0] for e in sources] == [f"[{s['n']}]" for s in last["sources"]]
+    assert [e["data"]["done"] for e in events if e["type"] == "status"] == [False, True]
 
 
 def test_raw_http_stream_ends_with_sources_then_done(api):
