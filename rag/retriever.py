@@ -6,10 +6,13 @@ as its best chunk. The same retriever is offered to LangChain as a ``BaseRetriev
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
@@ -76,6 +79,28 @@ def title_subjects(title: str, profile: Profile = ZH_GOV) -> list[str]:
     if m and len(m.group("subject")) >= 6:
         subjects.append(m.group("subject"))
     return subjects
+
+
+_QUERY_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_QUERY_VECTORS_MAX = 2048
+_query_lock = threading.Lock()
+
+
+def query_vector(embedder: Embedder, query: str) -> np.ndarray:
+    """The query's embedding, remembered for the last few thousand queries: the same
+    question is searched again by a follow-up's retry, by each configuration of an
+    evaluation, by a user asking twice, and embedding it costs more than the search."""
+    key = (embedder.spec, query)
+    with _query_lock:
+        if key in _QUERY_VECTORS:
+            _QUERY_VECTORS.move_to_end(key)
+            return _QUERY_VECTORS[key]
+    vector = embedder.encode([query], is_query=True)[0]
+    with _query_lock:
+        _QUERY_VECTORS[key] = vector
+        while len(_QUERY_VECTORS) > _QUERY_VECTORS_MAX:
+            _QUERY_VECTORS.popitem(last=False)
+    return vector
 
 
 def require_k(k: int | None, config: Config) -> int:
@@ -172,7 +197,7 @@ class Retriever:
         fused: dict[int, float] = {}
         cosines: dict[int, float] = {}
         if cfg.dense_weight > 0:
-            vector = self.embedder.encode([query], is_query=True)[0]
+            vector = query_vector(self.embedder, query)
             for rank, (pos, cosine) in enumerate(view.dense_search(vector, cfg.candidates, docs)):
                 fused[pos] = fused.get(pos, 0.0) + cfg.dense_weight / (cfg.rrf_k + rank + 1)
                 cosines[pos] = cosine

@@ -87,3 +87,21 @@ def test_the_real_model_finds_an_annex_item(tmp_path):
     hits = engine.search("内蒙古2026年民生实事里发放住房租赁补贴多少户，牵头单位是谁？", k=3)
     assert any("发放城镇住房保障家庭租赁补贴1.6万户" in h.paragraph.text for h in hits)
     assert hits[0].paragraph.section[0].startswith("附件")
+
+
+def test_a_query_is_embedded_once(dev_engine):
+    from rag.retriever import Retriever
+    calls = []
+    embedder = dev_engine.embedder
+
+    class Counting:
+        spec, dim = embedder.spec + "+counting", embedder.dim
+
+        def encode(self, texts, is_query=False):
+            calls.append(list(texts))
+            return embedder.encode(texts, is_query)
+
+    retriever = Retriever(dev_engine.store, Counting(), dev_engine.config)
+    first = retriever.search("海南2026年城镇新增就业目标是多少？", k=3)
+    again = retriever.search("海南2026年城镇新增就业目标是多少？", k=3)
+    assert len(calls) == 1 and [h.paragraph.id for h in first] == [h.paragraph.id for h in again]
