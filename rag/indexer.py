@@ -15,6 +15,7 @@ from .chunking import chunk_document
 from .config import Config
 from .documents import DocumentError, file_hash, find_files, load_document
 from .embed_workers import embed_missing
+from .profile import get_profile
 from .store import DocumentEntry, IndexStateError, Manifest, Store
 
 log = logging.getLogger("rag.index")
@@ -29,6 +30,7 @@ class IndexReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # indexed, but not everything was read as laid out
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     lost: list[str] = field(default_factory=list)  # by a repair: damaged and no readable file
@@ -122,10 +124,11 @@ def _index_locked(paths, files, store, embedder, config, rebuild, progress) -> I
             report.unchanged.append(doc_id)
             continue
         try:
-            doc = load_document(path, doc_id)
+            doc = load_document(path, doc_id, get_profile(config.profile))
         except DocumentError as exc:
             report.skipped.append((str(path), str(exc)))
             continue  # an indexed older version, if any, stays in the index
+        report.warnings.extend(f"{path.name}: {warning}" for warning in doc.warnings)
         parsed.append(doc)
         (report.updated if previous else report.added).append(doc_id)
 
@@ -205,7 +208,7 @@ def repair_index(store: Store, embedder: Embedder, config: Config, progress: boo
                 continue
             path = Path(meta.get("path", ""))
             try:
-                parsed.append(load_document(path, doc_id))
+                parsed.append(load_document(path, doc_id, get_profile(config.profile)))
                 report.updated.append(doc_id)
             except DocumentError as exc:
                 if entry is not None:  # re-embedding for new settings, and the file is gone

@@ -105,3 +105,16 @@ def test_a_query_is_embedded_once(dev_engine):
     first = retriever.search("海南2026年城镇新增就业目标是多少？", k=3)
     again = retriever.search("海南2026年城镇新增就业目标是多少？", k=3)
     assert len(calls) == 1 and [h.paragraph.id for h in first] == [h.paragraph.id for h in again]
+
+
+def test_indexing_warns_about_merged_cells_and_keeps_the_rest(tmp_path):
+    import shutil
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    shutil.copy(DEV / "state-council-office-2018-public-holidays-2019-notice.html", folder)
+    engine = fake_engine(tmp_path, corpus=folder)
+    tibet = DEV / "state-council-office-1996-tibet-classes-expansion-forwarding-notice.html"
+    report = engine.index([folder, tibet], progress=False)
+    assert report.added == [tibet.name] and not report.skipped
+    assert report.warnings == [f"{tibet.name}: merged cells spread over the rows and columns they cover"]
+    assert len(engine.store.manifest().documents) == 2  # nothing already indexed lost
