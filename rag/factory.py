@@ -127,8 +127,11 @@ def make_store(config: Config):
     from .config import ConfigError
     from .store import FileStore
     if config.store == "files":
-        return FileStore(config.index)
-    if config.store == "milvus":
+        store = FileStore(config.index)
+    elif config.store == "milvus":
         from .milvus_store import MilvusStore, collection_name
-        return MilvusStore(config.milvus_uri, collection_name(config.index))
-    raise ConfigError(f"unknown store {config.store!r}; use {' or '.join(STORES)}")
+        store = MilvusStore(config.milvus_uri, collection_name(config.index))
+    else:
+        raise ConfigError(f"unknown store {config.store!r}; use {' or '.join(STORES)}")
+    store.configure(config)  # its tunables (segments, HNSW) for reading as well as writing
+    return store

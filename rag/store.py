@@ -44,6 +44,7 @@ next writer removes what it left behind, with a log line.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import io
@@ -370,15 +371,76 @@ class Postings:
 
 
 # -- the FAISS part ------------------------------------------------------------------------
-def build_dense_index(vectors: np.ndarray, dim: int):
-    """The FAISS index of one segment: exact inner product, which on unit vectors is the
-    cosine. Cheap to rebuild from vectors.npy, so it is not stored; an approximate index
-    (HNSW) would be built here and saved as a segment file."""
+# Above ``hnsw_above`` chunks a segment's dense index is an HNSW graph instead of flat
+# (config faiss_hnsw_above, hnsw_m, hnsw_ef_search, hnsw_ef_construction; set by
+# FileStore.configure). Recall@10 against flat and the times: bench/README.md.
+HNSW_FROM_CONFIG = True
+DENSE = {"hnsw_above": 200_000, "m": 32, "ef_search": 128, "ef_construction": 200}
+# The settings of the store whose view is being loaded (two stores in one process may
+# differ); a segment loaded outside a view (compaction, repair) gets the defaults.
+_dense_settings: contextvars.ContextVar[dict] = contextvars.ContextVar("dense_settings", default=DENSE)
+_omp_lock = threading.Lock()
+_omp_users = 0
+_omp_saved = 1
+
+
+def build_dense_index(vectors: np.ndarray, dim: int, folder: Path | None = None):
+    """The FAISS index of one segment: exact inner product (on unit vectors, the cosine),
+    cheap to rebuild from vectors.npy, so not stored; above ``hnsw_above`` chunks
+    an HNSW graph, which is not cheap: it is kept in ``folder`` (the segment's, beside its
+    files; derived data outside the checksummed manifest) and rebuilt if it is missing or
+    does not fit the vectors."""
     import faiss
-    dense = faiss.IndexFlatIP(dim)
-    if len(vectors):
+    settings = _dense_settings.get()
+    if len(vectors) <= settings["hnsw_above"]:
+        dense = faiss.IndexFlatIP(dim)
+        if len(vectors):
+            dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return dense
+    m, ef_construction = int(settings["m"]), int(settings["ef_construction"])
+    path = folder / f"dense-hnsw-m{m}-efc{ef_construction}.faiss" if folder is not None else None
+    dense = None
+    if path is not None and path.exists():
+        try:
+            dense = faiss.read_index(str(path))
+            if not isinstance(dense, faiss.IndexHNSWFlat) or dense.ntotal != len(vectors) or dense.d != dim:
+                dense = None
+        except RuntimeError:  # FAISS's error for an unreadable file
+            dense = None
+    if dense is None:
+        dense = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        dense.hnsw.efConstruction = ef_construction
         dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if path is not None:
+            tmp = path.with_name(f"tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+            try:
+                faiss.write_index(dense, str(tmp))
+                os.replace(tmp, path)
+            except (OSError, RuntimeError):  # a read-only index: the graph stays in memory
+                tmp.unlink(missing_ok=True)
+    dense.hnsw.efSearch = int(settings["ef_search"])
     return dense
+
+
+@contextlib.contextmanager
+def one_omp_thread():
+    """FAISS on one OpenMP thread for the duration (one query gains nothing from more on
+    2 cores, and lost 3–30× to their spinning when the cores are busy); the previous
+    count is restored when the last concurrent query ends, for batch work."""
+    import faiss
+    global _omp_users, _omp_saved
+    with _omp_lock:
+        if _omp_users == 0:
+            _omp_saved = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+        _omp_users += 1
+    try:
+        yield
+    finally:
+        with _omp_lock:
+            _omp_users -= 1
+            if _omp_users == 0:
+                faiss.omp_set_num_threads(_omp_saved)
 
 
 # -- segments ------------------------------------------------------------------------------
@@ -417,7 +479,7 @@ class Segment:
         except (ValueError, OSError, KeyError, TypeError) as exc:
             raise _damaged(folder / "postings.npz", f"cannot be used ({exc})") from None
         segment = cls(name, chunks, paragraphs, vectors, postings)
-        segment.dense = build_dense_index(vectors, dim)
+        segment.dense = build_dense_index(vectors, dim, folder)
         segment.term_index = {t: i for i, t in enumerate(postings.terms)}
         return segment
 
@@ -574,9 +636,22 @@ class FileView(IndexView):
             m = min(n, len(local))
             if m == 0:
                 continue
-            params = None if len(local) == len(segment.chunks) else \
-                faiss.SearchParameters(sel=faiss.IDSelectorBatch(local.astype(np.int64)))
-            scores, ids = segment.dense.search(query, m, params=params)
+            if len(local) == len(segment.chunks):
+                params = None
+            elif isinstance(segment.dense, faiss.IndexHNSWFlat):
+                # A filter on a graph: few allowed chunks are scored exactly (the graph's walk
+                # would mostly meet excluded ones), many through the graph with a selector.
+                if len(local) <= 50_000:
+                    scores = segment.vectors[local] @ query[0]
+                    top = np.argsort(-scores, kind="stable")[:m]
+                    found.extend((offset + int(local[i]), float(scores[i])) for i in top)
+                    continue
+                params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBatch(local.astype(np.int64)),
+                                                    efSearch=max(segment.dense.hnsw.efSearch, m))
+            else:
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(local.astype(np.int64)))
+            with one_omp_thread():
+                scores, ids = segment.dense.search(query, m, params=params)
             found.extend((offset + int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0)
         found.sort(key=lambda r: (-r[1], int(self._doc_order[r[0]]), r[0]))
         return found[:n]
@@ -630,6 +705,9 @@ class FileStore(Store):
 
     def configure(self, config) -> None:
         self.max_segments = max(1, int(getattr(config, "max_segments", self.max_segments)))
+        self.dense = {key: int(getattr(config, name, DENSE[key])) for key, name in (
+            ("hnsw_above", "faiss_hnsw_above"), ("m", "hnsw_m"), ("ef_search", "hnsw_ef_search"),
+            ("ef_construction", "hnsw_ef_construction"))}
 
     # -- where things are
     def _generations(self) -> list[tuple[int, str]]:
@@ -757,7 +835,11 @@ class FileStore(Store):
             if current is None or current.gen != gen or current.record.get("checksum") != record.get("checksum"):
                 try:
                     stamp = self._stamp(gen)
-                    current = FileView(self.root, gen, record)
+                    settings = _dense_settings.set(getattr(self, "dense", DENSE))
+                    try:
+                        current = FileView(self.root, gen, record)
+                    finally:
+                        _dense_settings.reset(settings)
                     current.stamp = stamp
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise _damaged(self.root / gen / "manifest.json",
