@@ -1,5 +1,6 @@
-"""Answer latency per generator: time to first token and total, p50/p95, on the first N
-questions of the project's set (the model server is started and warmed up first)."""
+"""Answer latency per generator: time to the evidence (the sources, known once it is
+decided to answer), to the first token and in total, p50/p95, on the first N questions of
+the project's set (the model server is started and warmed up first)."""
 from __future__ import annotations
 
 import argparse
@@ -26,17 +27,21 @@ def main() -> None:
     generator = answerer.generator
     startup_s = time.perf_counter() - t
     answerer.ask(items[0]["question"])  # warm-up: caches the system prompt in the server
-    first, total = [], []
+    first, total, evidence = [], [], []
     for item in items:
-        a = answerer.ask(item["question"])
-        if a.refused and "retrieval evidence below the refusal threshold" in a.flags:
-            continue  # refused before generation: no LLM latency to measure
+        started = time.perf_counter()
+        shown: list[float] = []
+        a = answerer.ask(item["question"], on_evidence=lambda hits: shown.append(time.perf_counter() - started))
+        if not shown:
+            continue  # refused before generation (weak retrieval, focus not found): no LLM latency
+        evidence.append(shown[0])
         first.append(a.timings["first_token_s"])
         total.append(a.timings["total_s"])
     report(f"answer-{args.llm.replace(':', '_').replace('/', '_')}", {
         "generator": generator.name,
         "questions": len(first),
         "generator_startup_s": round(startup_s, 2),
+        "evidence_p50_s": round(percentile(evidence, 0.5), 3),
         "first_token_p50_s": round(percentile(first, 0.5), 2),
         "first_token_p95_s": round(percentile(first, 0.95), 2),
         "total_p50_s": round(percentile(total, 0.5), 2),

@@ -20,12 +20,14 @@ TIMINGS = ("rewrite_s", "retrieve_s", "first_token_s", "total_s")
 # Display order; "hit" and "all_evidence" stand for their "@k" variants.
 RETRIEVAL_METRICS = ("hit", "mrr", "all_evidence")
 ANSWER_METRICS = ("key_fact_coverage", "citation_precision", "citation_recall", "unsupported_numbers",
-                  "answers_with_unsupported_numbers", "refusal_accuracy", "false_refusals")
+                  "answers_with_unsupported_numbers", "answers_with_misattributed_figures",
+                  "unanswerable_with_figure", "refusal_accuracy", "false_refusals")
 _ORDER = RETRIEVAL_METRICS + ANSWER_METRICS + TIMINGS
 
 # Citation markers such as [1], [2,3], 【1】 are not facts; drop them before reading numbers.
 _CITATION = re.compile(r"[\[【]\s*\d+(?:\s*[,，、-]\s*\d+)*\s*[\]】]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+QUOTES_MARK = "原文要点："  # the line after which an answer quotes its paragraphs verbatim
 
 
 def squash(text: str) -> str:
@@ -87,6 +89,56 @@ def unsupported_numbers(answer: str, sources: list[str]) -> list[str]:
     return sorted(numbers(answer) - supported)
 
 
+# A figure as written: digits (and 万/亿) with the character after them, its unit (元, %,
+# 处…). What the answer ties to it are the two characters before it, once the words that
+# only link a figure to its attribute (为, 是, 达到, 共…) are dropped.
+_FIGURE = re.compile(r"(?<![A-Za-z\d.])(\d+(?:\.\d+)?(?:万|亿)?)([^\d\s，,。；;、）)\]】])?")
+_LINK = re.compile(r"(为|是|达到|达|约|共计|共|累计|合计|超过|突破|了|已|分别|有)+$")
+_YEARISH = re.compile(r"^(19|20)\d\d$")
+ATTRIBUTE_NEAR = 12  # characters before a figure in the source within which its attribute must stand
+
+
+def _figures_with_attribute(text: str) -> list[tuple[str, str]]:
+    """(figure with its unit, the two characters the text ties to it) for each figure that
+    is not a year or part of a date (2022年, 9月16日)."""
+    text = _CITATION.sub(" ", unicodedata.normalize("NFKC", text))
+    out = []
+    for m in _FIGURE.finditer(text):
+        number, unit = m.group(1), m.group(2) or ""
+        if unit in ("年", "月", "日") or (_YEARISH.match(number) and unit in ("", "年")):
+            continue
+        # what precedes it in its own clause: an item number opening a line, (34) or 9.,
+        # has nothing before it
+        before = re.split(r"[，,。；;：:、！？!?\n(（]", text[max(0, m.start() - 8):m.start()])[-1]
+        before = squash_punctuation(_LINK.sub("", before))
+        out.append((number + unit, before[-2:]))
+    return out
+
+
+def misattributed_figures(answer: str, cited: list[str]) -> list[str]:
+    """Figures of the answer that no cited paragraph states with the same unit next to the
+    same words: 「总投资为2.7万平方米」 against 「建筑面积达2.7万平方米」, or 「同比增长4.84%」
+    stated for a year the paragraph does not give it for is *not* caught here (years are
+    the product's own check); this is the eval's independent reading, kept simple."""
+    wrong = []
+    sources = [unicodedata.normalize("NFKC", c) for c in cited]
+    for figure, attribute in _figures_with_attribute(answer):
+        stated = False
+        for source in sources:
+            for m in re.finditer(re.escape(figure), source):
+                if m.start() > 0 and source[m.start() - 1].isdigit():
+                    continue
+                near = squash_punctuation(source[max(0, m.start() - ATTRIBUTE_NEAR):m.start()])
+                if not attribute or attribute in near or attribute in squash_punctuation(source[m.end():m.end() + 6]):
+                    stated = True
+                    break
+            if stated:
+                break
+        if not stated:
+            wrong.append(figure)
+    return wrong
+
+
 def answer_metrics(item: Item, record: dict) -> dict[str, float]:
     """Metrics of one ``rag ask --json`` object against its question."""
     answer = record.get("answer") or ""
@@ -106,6 +158,14 @@ def answer_metrics(item: Item, record: dict) -> dict[str, float]:
             m["citation_recall"] = float(any(good))
     else:
         m["refusal_accuracy"] = float(refused)
+        asked = numbers(item.question)
+        m["unanswerable_with_figure"] = float(not refused and bool(numbers(answer) - asked))
+    if not refused:
+        # Only the model's own wording is read: quotes under 原文要点 are the paragraphs' text.
+        summary = answer.split(QUOTES_MARK)[0]
+        m["answers_with_misattributed_figures"] = float(bool(misattributed_figures(
+            summary, [c.get("text") or "" for c in citations])) or not item.answerable and bool(
+            numbers(summary) - numbers(item.question)))
     sources = [r.get("text") or "" for r in record.get("retrieved") or []]
     sources += [item.question, record.get("standalone_question") or ""]
     invented = unsupported_numbers(answer, sources)

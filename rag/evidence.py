@@ -4,9 +4,7 @@ A small local LLM reads ~60-80 prompt tokens a second on two cores, so the promp
 the sentences that matter, not whole paragraphs: the chunks retrieval matched (each one
 or two sentences) from the best paragraphs, within a character budget.
 
-After generation, ``support`` says how much of an answer sentence a paragraph backs; it
-is how citations are checked, attached and flagged in code rather than trusted from the
-model.
+What an answer may say about them is decided in ``verify.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ from dataclasses import dataclass, field
 
 from .chunking import split_sentences
 from .retriever import Hit
-from .tokenize import place_names
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _ITEM_NUMBER = re.compile(r"^\s*[(（]?\d{1,3}[)）.、．](?!\d)", re.MULTILINE)  # 16.针对… (12)推动…
@@ -172,59 +169,3 @@ _YEAR = re.compile(r"^(19|20)\d\d$")
 def figures(text: str) -> set[str]:
     """The numbers of a text that are not years."""
     return {n for n in numbers(text) if not _YEAR.match(n)}
-
-
-_RELATIVE_YEAR = re.compile(r"(前年|去年|今年)")
-_YEARS_BACK = {"前年": 2, "去年": 1, "今年": 0}
-
-
-def dated(hit: Hit) -> str:
-    """The paragraph's text with 今年/去年/前年 written as years counted from its document's
-    date, so that "去年共举办各类培训21次" in a report of February 2021 grounds a
-    sentence giving 21 as 2020's figure. Used for checking only, never shown."""
-    return dated_text(hit.paragraph.text, hit.doc_date)
-
-
-def dated_text(text: str, doc_date: str) -> str:
-    """``dated`` for any text of a document dated ``doc_date``."""
-    year = doc_date[:4]
-    if not year.isdigit():
-        return text
-    return _RELATIVE_YEAR.sub(lambda m: f"{int(year) - _YEARS_BACK[m.group(1)]}年", text)
-
-
-def numbers_grounded(sentence: str, paragraph: str) -> bool:
-    """Every number of the sentence is in the paragraph, and a figure stated for a year
-    has that year as the closest year before it in the paragraph (so 2022's figure is not
-    passed off as 2023's)."""
-    stated = numbers(sentence)
-    if not stated <= numbers(paragraph):
-        return False
-    years = stated - figures(sentence)
-    if not years:
-        return True
-    for figure in stated - years:
-        for m in re.finditer(rf"(?<![\d.]){re.escape(figure)}(?![\d.])", paragraph):
-            before = [y for y in _NUMBER.findall(paragraph[:m.start()]) if _YEAR.match(y)]
-            if not before or before[-1] in years:
-                break
-        else:
-            return False
-    return True
-
-
-def support(sentence: str, paragraph: str, scope: str = "", question: str = "") -> float:
-    """How much of an answer sentence the paragraph backs: the share of its character
-    bigrams found in the paragraph, leaving out those it repeats from the question (a
-    restated question is not a claim); 0 when the sentence states a number the paragraph
-    does not ground, or names a place that is neither in the paragraph nor the place its
-    document was issued for (``scope``)."""
-    if not numbers_grounded(sentence, paragraph):
-        return 0.0
-    if any(place not in paragraph and place != scope for place in place_names(sentence)):
-        return 0.0
-    claimed = _bigrams(sentence) - _bigrams(question)
-    if not claimed:
-        return overlap(sentence, paragraph)
-    p = content_chars(paragraph)
-    return sum(b in p for b in claimed) / len(claimed)

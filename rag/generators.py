@@ -14,10 +14,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from .config import Config
+from .claims import Clause, parse_clauses
 from .evidence import Passage
 from .tokenize import issuer_place
-from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, HISTORY_TURN, PASSAGE,
-                      RESTATE_PROMPT, REWRITE_PROMPT)
+from .prompts import (ANSWER_PROMPT, EXTRACTIVE_LABEL, HISTORY_TURN, PASSAGE, QUOTES_LABEL,
+                      RESTATE_PROMPT, REWRITE_PROMPT, UNVERIFIED_LABEL)
 
 MAX_ANSWER_TOKENS = 100  # a 1-2 sentence summary; decoding runs ~25 tokens/s on two cores
 MAX_REWRITE_TOKENS = 48
@@ -35,6 +36,13 @@ class Generator(ABC):
     @abstractmethod
     def generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
         """Yield the answer as it is produced (tokens for an LLM)."""
+
+    def clauses(self, text: str, passages: list[Passage]) -> list[Clause]:
+        """What the generated ``text`` claims: one ``Clause`` per sentence, with the
+        passages it draws on. An LLM says that only through its [n] marks, so they are
+        read from its text; a generator that knows (extractive) says it directly. Every
+        generator's clauses then go through the same verifier (``verify.py``)."""
+        return parse_clauses(text, labels=(EXTRACTIVE_LABEL, UNVERIFIED_LABEL), quotes_after=(QUOTES_LABEL,))
 
     def rewrite(self, question: str, history: list[tuple[str, str]]) -> str | None:
         """A standalone version of a follow-up question, or None to use the rule."""
@@ -119,6 +127,11 @@ class ExtractiveGenerator(Generator):
         yield self.label + "\n"
         for p in passages:
             yield "".join(f"{s}[{p.n}]" for s in p.sentences) + "\n"
+
+    def clauses(self, text, passages):
+        """The quoted sentences themselves, each with its passage, one line per passage."""
+        return [Clause(self.label, (), 0, "label")] + [
+            Clause(s, (p.n,), line, "quote") for line, p in enumerate(passages, start=1) for s in p.sentences]
 
 
 def get_generator(config: Config) -> tuple[Generator, str]:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import Answerer, check_citations, evidence_strength, is_follow_up, rule_rewrite
+from rag.answer import Answerer, evidence_strength, is_follow_up, rule_rewrite
+from rag.cite import cite
+from rag.claims import parse_clauses
 from rag.documents import Paragraph
-from rag.evidence import Passage, select_evidence, support
-from rag.generators import ExtractiveGenerator, format_passages, get_generator
+from rag.evidence import Passage, select_evidence
+from rag.generators import ExtractiveGenerator, Generator, format_passages, get_generator
 from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL, UNVERIFIED_LABEL
 from rag.retriever import Hit, Match, QueryError
 from rag.tokenize import place_names
+from rag.verify import verify
 
 from .conftest import JINAN, LAIWU
 
@@ -24,6 +27,25 @@ def _hit(rank: int, text: str, doc: str = "a.txt") -> Hit:
 
 
 PASSAGES = [Passage(1, _hit(1, SAND), [SAND]), Passage(2, _hit(2, FLOOD), [FLOOD])]
+
+
+def check_citations(raw: str, passages: list[Passage], question: str):
+    """An LLM's text through the pipeline's verify and cite stages: (text, citations,
+    flags, refused)."""
+    checked = verify(parse_clauses(raw, labels=(EXTRACTIVE_LABEL, UNVERIFIED_LABEL), quotes_after=(QUOTES_LABEL,)),
+                     passages, question)
+    if checked.refused:
+        return "", [], checked.flags, True
+    text, citations = cite(checked.verdicts, passages)
+    return (text if checked.kept else ""), (citations if checked.kept else []), checked.flags, False
+
+
+def support(sentence: str, paragraph: str, scope: str = "", question: str = "") -> float:
+    """How much of a sentence a paragraph backs, as the verifier scores it."""
+    from rag.verify import support as verify_support
+    hit = _hit(1, paragraph)
+    hit.doc_title = f"中共{scope}委关于整改情况的通报" if scope else "关于整改情况的通报"
+    return verify_support(sentence, Passage(1, hit, []), question, quote=True)[0]
 
 
 def test_valid_citations_are_kept_and_renumbered_by_first_use():
@@ -179,7 +201,7 @@ def test_extractive_answer_cites_the_sand_paragraph(sample_engine):
     assert set(answer.timings) == {"rewrite_s", "retrieve_s", "first_token_s", "total_s"}
 
 
-class ScriptedGenerator(ExtractiveGenerator):
+class ScriptedGenerator(Generator):
     """An LLM stand-in that gives one fixed answer. The real model cannot be made to mix
     up a comparison on demand, so this one fake says what a wrong answer looks like."""
     name = "scripted"
@@ -202,10 +224,13 @@ def test_a_comparison_the_model_gets_wrong_quotes_each_document(sample_engine):
     assert any("quoted each document" in f for f in answer.flags)
     assert answer.answer.startswith(UNVERIFIED_LABEL)  # the model was used: not "未使用大模型"
     assert {c.hit.paragraph.doc_id for c in answer.citations} == {LAIWU, JINAN}
-    # not a comparison: the same kind of failure is a refusal
+    # not a comparison: the model's wrong date is replaced by the retrieved sentence that
+    # states when the district's meeting was held (10月30日), cited
     answer = Answerer(sample_engine, ScriptedGenerator("莱芜区在2022年10月8日召开专题民主生活会。[1]")).ask(
         "莱芜区委常委班子什么时候召开巡视整改专题民主生活会？")
-    assert answer.refused
+    assert not answer.refused and "10月8日" not in answer.answer and answer.answer.startswith(UNVERIFIED_LABEL)
+    assert "10月30日,区委常委班子召开巡视整改专题民主生活会" in answer.answer and answer.answer.endswith("[1]")
+    assert any("replaced the model's answer" in f for f in answer.flags)
 
 
 def test_extractive_refuses_below_the_threshold(sample_engine):
@@ -240,10 +265,11 @@ def test_missing_local_model_falls_back_to_extractive(monkeypatch, tmp_path):
 
 
 def test_a_figure_must_stand_with_its_year():
-    from rag.evidence import numbers_grounded
-    paragraph = "2022年,开行中欧班列1009列。2023年1月,新开通2条线路。"
-    assert numbers_grounded("2022年开行中欧班列1009列", paragraph)
-    assert not numbers_grounded("2023年开行中欧班列1009列", paragraph)  # 2022's count as 2023's
+    from rag.chunking import split_sentences
+    from rag.verify import figures_stated
+    sentences = split_sentences("2022年,开行中欧班列1009列。2023年1月,新开通2条线路。")
+    assert figures_stated("2022年开行中欧班列1009列", sentences) == ""
+    assert figures_stated("2023年开行中欧班列1009列", sentences) == "1009列: time"  # 2022's count as 2023's
 
 
 def test_another_places_facts_are_not_supported():

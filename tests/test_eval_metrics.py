@@ -162,3 +162,30 @@ def test_metrics_are_listed_in_display_order():
     assert sorted(names, key=metric_order) == ["hit@1", "hit@3", "hit@10", "mrr", "all_evidence@10",
                                                "key_fact_coverage", "refusal_accuracy", "total_s_p50",
                                                "total_s_p95"]
+
+
+# -- figures stated for the wrong attribute ---------------------------------------------------
+
+def test_a_figure_given_for_another_attribute_is_counted():
+    from eval.metrics import misattributed_figures
+    clinic = "高标准建设鹏泉街道社区卫生服务中心,建筑面积达2.7万平方米,建成后可为辖区20万人提供就医服务。"
+    assert misattributed_figures("项目总投资为2.7万平方米[1]。", [clinic]) == ["2.7万平"]
+    assert misattributed_figures("建筑面积2.7万平方米[1]。", [clinic]) == []
+    park = "累计签约138个高端优质项目、总投资3144亿元。"
+    assert misattributed_figures("政府采购合同金额是3144亿元。", [park]) == ["3144亿元"]
+    assert misattributed_figures("PM2.5年均浓度是7.5微克每立方米", ["PM2.5平均浓度同比改善7.5%"]) == ["7.5微"]
+
+
+def test_misattributed_figures_read_only_the_summary_and_any_figure_for_an_unanswerable_question():
+    park = "累计签约138个高端优质项目、总投资3144亿元。"
+    quoted = ask_result("起步区累计签约138个高端优质项目。[1]\n原文要点：\n累计签约138个高端优质项目、总投资3144亿元。[1]",
+                        [park], [park])
+    assert answer_metrics(item(), quoted)["answers_with_misattributed_figures"] == 0.0
+    wrong = ask_result("合同金额是3144亿元。[1]", [park], [park])
+    assert answer_metrics(item(), wrong)["answers_with_misattributed_figures"] == 1.0
+    unanswerable = item(answerable=False, evidence=(), question="智慧生态黄河示范项目的合同金额是多少？")
+    m = answer_metrics(unanswerable, ask_result("总投资3144亿元。[1]", [park], [park]))
+    assert m["unanswerable_with_figure"] == 1.0 and m["answers_with_misattributed_figures"] == 1.0
+    refused = answer_metrics(unanswerable, ask_result("文档中没有找到…；文档提到的是：总投资3144亿元[1]。",
+                                                      [park], [park], refused=True))
+    assert refused["unanswerable_with_figure"] == 0.0 and "answers_with_misattributed_figures" not in refused

@@ -1,0 +1,123 @@
+"""The one verifier, on real paragraphs of the sample corpus (data/corpus) and the
+development corpus (eval/corpus-dev): each kind of mismatch between a claim's figure and
+what its source sentence states — value, unit, attribute, time, a percentage change read
+as a level — and what a claim without figures needs."""
+from __future__ import annotations
+
+from rag.chunking import split_sentences
+from rag.claims import Clause, chinese_number, parse_clauses, quantities
+from rag.documents import Paragraph
+from rag.evidence import Passage
+from rag.retriever import Hit, Match
+from rag.verify import ATTRIBUTE, KIND, TIME, UNIT, VALUE, figure_mismatch, figures_stated, verify
+
+# jinan-city-2023-04-25.txt
+AIR = ("深入打好蓝天保卫战,对4256家工业源和1989处扬尘源实施差异化管控,在全省率先实施国二及以下标准老旧汽油车提前报废更新"
+       "补贴政策,2022年全市环境空气质量持续改善,PM2.5平均浓度同比改善7.5%,空气质量综合指数在全国168个重点城市排名前进13个位次。")
+PARK = ("推动济南新旧动能转换起步区加速起势,起步区发展规划获批实施,黄河大道一期建成通车,比亚迪新能源乘用车项目整车下线,"
+        "累计签约138个高端优质项目、总投资3144亿元。")
+TRAINS = ("2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市;"
+          "济南中欧班列开行801列、同比增长4.84%、占全省38.94%,累计开行突破2300列。")
+# laiwu-district-2021-02-08.txt
+CLINIC = ("高标准建设鹏泉街道社区卫生服务中心,建筑面积达2.7万平方米,建成后可为辖区20万人提供就医服务;"
+          "对口镇、张家洼、羊里社区卫生服务中心进行基础设施改造,提升就医环境和服务能力。")
+TRAINING = "去年共举办各类培训21次,培训党员干部1.4万人次。"
+# eval/corpus-dev/state-council-2018-iit-special-deductions-interim-measures-notice.html
+CHILDREN = "纳税人的子女接受学前教育和学历教育的相关支出，按照每个子女每月1000元的标准定额扣除。"
+
+
+def stated(claim: str, paragraph: str, question: str = "", doc_date: str = "") -> str:
+    return figures_stated(claim, split_sentences(paragraph), doc_date=doc_date, question=question)
+
+
+def test_the_four_figures_todays_check_let_through_are_caught_each_for_its_reason():
+    assert stated("PM2.5年均浓度是7.5微克每立方米", AIR).endswith(UNIT)
+    assert stated("项目总投资为2.7万平方米", CLINIC).endswith(ATTRIBUTE)  # an area given as an investment
+    assert stated("政府采购合同金额是3144亿元", PARK).endswith(ATTRIBUTE)
+    assert stated("2023年一季度中欧班列同比增长4.84%", TRAINS).endswith(TIME)
+
+
+def test_each_right_reading_of_the_same_sentences_holds():
+    assert stated("PM2.5平均浓度同比改善7.5%", AIR) == ""
+    assert stated("济南2022年的雾霾情况比上一年改善了7.5%", AIR) == ""  # colloquial, but a change for 2022
+    assert stated("鹏泉街道社区卫生服务中心建筑面积达2.7万平方米", CLINIC) == ""
+    assert stated("起步区累计签约138个项目，总投资3144亿元", PARK) == ""
+    assert stated("2022年济南中欧班列开行801列，同比增长4.84%", TRAINS) == ""
+
+
+def test_value_is_compared_after_normalising_wan_yi_and_chinese_numerals():
+    assert stated("建筑面积达27000平方米", CLINIC) == ""  # 2.7万 = 27000
+    assert stated("总投资3144亿元", PARK) == "" and stated("总投资314.4亿元", PARK).endswith(VALUE)
+    assert stated("培训党员干部14000人次", TRAINING, doc_date="2021-02-08") == ""
+    assert stated("直接连通二十个国家", TRAINS) == ""
+    assert chinese_number("二十三") == 23 and chinese_number("一百零五") == 105 and chinese_number("两") == 2
+    assert stated("每个子女每月1000元", CHILDREN) == "" and stated("每个子女每月2000元", CHILDREN).endswith(VALUE)
+
+
+def test_a_unit_must_be_compatible():
+    assert stated("建筑面积达2.7万元", CLINIC).endswith(UNIT)  # 元 is not 平方米
+    assert stated("开行801个班次", TRAINS) == ""  # 个 counts anything
+    assert stated("占全省38.94个百分点", TRAINS).endswith(UNIT)  # % is not 个百分点
+
+
+def test_a_percentage_change_is_not_a_level():
+    assert stated("PM2.5平均浓度为7.5%", AIR).endswith(KIND)
+    assert stated("中欧班列占全省比重同比增长38.94%", TRAINS).endswith(KIND)
+    level = quantities("增长到50家")[0]
+    assert level.kind == "level" and quantities("同比增长4.84%")[0].kind == "change"
+
+
+def test_the_time_must_be_the_sources():
+    assert stated("2023年济南中欧班列开行801列", TRAINS).endswith(TIME)
+    # the question's year stands for a claim that names none
+    assert stated("济南中欧班列开行801列", TRAINS, question="济南中欧班列2023年计划开行多少列？").endswith(TIME)
+    assert stated("济南中欧班列开行801列", TRAINS, question="济南中欧班列2022年开行多少列？") == ""
+    # 去年 in a report of February 2021 is 2020
+    assert stated("2020年共举办各类培训21次", TRAINING, doc_date="2021-02-08") == ""
+    assert stated("2019年共举办各类培训21次", TRAINING, doc_date="2021-02-08").endswith(TIME)
+
+
+def test_a_quarters_figure_is_not_the_years():
+    q = quantities("2023年一季度中欧班列同比增长4.84%")[0]
+    assert (q.year, q.period) == ("2023", "一季度")
+    assert figure_mismatch(q, "2023年,济南中欧班列同比增长4.84%。") == TIME
+
+
+def _passage(n: int, text: str, shown: list[str] | None = None, title: str = "中共济南市委关于巡视整改进展情况的通报",
+             date: str = "2023-04-25") -> Passage:
+    paragraph = Paragraph("jinan.txt", n, text, ("一、整改情况",), 0, len(text))
+    return Passage(n, Hit(n, 1.0 / n, paragraph, title, date, [Match(text, 1.0, 0.9)]), shown or [])
+
+
+def test_one_verdict_per_clause_for_every_generator():
+    passages = [_passage(1, PARK, [split_sentences(PARK)[-1]])]
+    model = verify(parse_clauses("政府采购合同金额是3144亿元[1]。"), passages, "智慧生态黄河示范项目的合同金额是多少？")
+    assert model.refused and not model.kept and "attribute" in model.flags[-1]
+    quote = verify([Clause(split_sentences(PARK)[-1], (1,), 0, "quote")], passages, "起步区签约了多少项目？")
+    assert not quote.refused and quote.kept[0].passages == [1]
+
+
+def test_a_claim_without_figures_needs_its_words_in_the_passage_and_the_place_it_speaks_for():
+    laiwu = _passage(1, "区纪委监委收到移交问题线索、移交信访件,已办结45件。", title="中共济南市莱芜区委关于巡视整改进展情况的通报")
+    assert verify(parse_clauses("莱芜区已办结45件[1]。"), [laiwu], "问题").kept
+    assert verify(parse_clauses("济南市已办结45件[1]。"), [laiwu], "问题").refused
+    assert not verify(parse_clauses("群众对此非常满意并纷纷点赞[1]。"), [laiwu], "问题").kept
+
+
+def test_an_attribute_is_read_only_within_a_few_words_of_its_figure():
+    # Direction of ATTRIBUTE_BEFORE: 总投资 eight characters and a clause away from 2.7万平方米
+    # does not make the area an investment.
+    text = "项目总投资5亿元,高标准建设社区卫生服务中心,建筑面积达2.7万平方米。"
+    assert stated("建筑面积2.7万平方米", text) == ""
+    assert stated("总投资2.7万平方米", text).endswith(ATTRIBUTE)
+    q = quantities(text)[-1]
+    assert q.before == "建筑面积" and "总投资" not in q.before
+
+
+def test_a_figure_stated_without_a_year_is_of_its_documents_time():
+    # A work report of 2026 states 「实现地区生产总值67665亿元」 without a year: it is 2025's
+    # (or 2026's), never 2024's.
+    gdp = "实现地区生产总值67665亿元，增长5.5%，总量和增速均居全国第5位。"
+    assert stated("四川2025年地区生产总值67665亿元", gdp, doc_date="2026-01-27") == ""
+    assert stated("四川2024年地区生产总值67665亿元", gdp, doc_date="2026-01-27").endswith(TIME)
+    assert stated("四川2024年地区生产总值67665亿元", gdp) == ""  # an undated document: no time to compare
