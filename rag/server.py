@@ -367,11 +367,13 @@ async def run_in_thread(work: Callable[[], Any], request: Request | None = None,
 
     def target() -> None:
         try:
-            result = work()
+            outcome = (work(), None)
         except BaseException as exc:  # handed to the awaiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the server stopped meanwhile: nobody is waiting
+            pass
 
     def settle(result: Any, exc: BaseException | None) -> None:
         if not done.done():
