@@ -13,6 +13,7 @@ from .decide import Decision, Finding, decide
 from .engine import Engine
 from .evidence import Passage, content_chars, numbers, select_evidence, select_quotes
 from .generators import ExtractiveGenerator, Generator
+from .profile import ZH_GOV
 from .prompts import QUOTES_LABEL, REFUSAL, REFUSAL_NEARBY, UNVERIFIED_LABEL
 from .retriever import Hit, require_question
 from .tokenize import issuer_place, mentions_place, place_names, tokenize
@@ -26,8 +27,8 @@ QUOTE_BUDGET = 400  # characters quoted under an LLM's summary (item headings co
 EXTRACT_MIN_RATIO = 0.8  # quote only paragraphs scoring this share of the best one
 RESTATE_BELOW = 0.5  # share of the question's words in the best paragraph below which the LLM restates it
 HISTORY_ANSWER_CHARS = 150  # an earlier answer is cut to this in the rewrite prompt
-_FOLLOW_UP = re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块")
-_COMPARING = ("分别", "两地", "两份", "各自", "两个文件")
+_FOLLOW_UP = ZH_GOV.follow_up  # the profile's follow-up cues
+_COMPARING = ZH_GOV.comparing
 _LABEL_NUMBER = re.compile(r"(第|图|表|附件|附表)\s*\d+|\d+\s*(号|项|条|款)")  # labels, not counts
 _WHOLE_END = re.compile(r"[。！？!?；;）)\]」”\"]$")
 

@@ -11,42 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# PROFILE DATA ---------------------------------------------------------------------------
-# Knowledge of how Chinese official documents write figures, for the lead to move into
-# rag/profile.py. Every list is general Chinese usage, not phrases of one corpus.
+from .profile import ZH_GOV
 
-# Measure units, longest first so 平方公里 is not read as 平方 + 公里; each maps to its
-# canonical unit and the multiplier into it (万元 is 10^4 元).
-MEASURE_UNITS: dict[str, tuple[str, float]] = {
-    "亿元": ("元", 1e8), "万元": ("元", 1e4), "千元": ("元", 1e3), "元": ("元", 1.0),
-    "亿美元": ("美元", 1e8), "万美元": ("美元", 1e4), "美元": ("美元", 1.0),
-    "平方公里": ("平方公里", 1.0), "平方千米": ("平方公里", 1.0), "平方米": ("平方米", 1.0),
-    "万平方米": ("平方米", 1e4), "公顷": ("公顷", 1.0), "万亩": ("亩", 1e4), "亩": ("亩", 1.0),
-    "公里": ("公里", 1.0), "千米": ("公里", 1.0), "米": ("米", 1.0),
-    "万吨": ("吨", 1e4), "吨": ("吨", 1.0), "万千瓦": ("千瓦", 1e4), "千瓦": ("千瓦", 1.0),
-    "立方米": ("立方米", 1.0), "微克每立方米": ("微克/立方米", 1.0), "微克/立方米": ("微克/立方米", 1.0),
-    "个百分点": ("个百分点", 1.0), "百分点": ("个百分点", 1.0), "%": ("%", 1.0), "％": ("%", 1.0),
-    "倍": ("倍", 1.0), "岁": ("岁", 1.0), "小时": ("小时", 1.0), "分钟": ("分钟", 1.0),
-}
-# Counters (量词): what is counted. 个 is generic and stands for any of them.
-COUNTERS = ("个月", "年", "人次", "余人", "个", "项", "家", "处", "条", "人", "名", "次", "件", "列", "座", "所", "户",
-            "辆", "台", "场", "批", "类", "种", "支", "套", "间", "张", "份", "起", "宗", "部", "篇", "期",
-            "轮", "届", "天", "周", "位", "位次", "所", "栋", "块", "只", "头", "株", "棵", "艘", "架")
-GENERIC_COUNTER = "个"
-# Words that link an attribute to its figure (总投资为…, 达到…, 共计…) and say nothing of
-# which attribute it is.
-# (约 and 有 only as 约为/共有: 签约, 所有 end in them.)
-LINKING = ("为", "是", "达到", "达", "约为", "共", "共有", "共计", "累计", "合计", "总计", "超过", "突破", "近", "逾",
-           "至", "到", "了", "分别", "已", "均", "仅", "只", "多", "余", "高达", "以上", "左右")
-# A figure after one of these is a change (同比增长4.84%), unless a word of arrival follows
-# it (增长到…, 下降至…: a level).
-CHANGE_WORDS = ("同比", "环比", "比上年", "较上年", "比去年", "较去年", "增长", "下降", "提高", "降低", "改善",
-                "减少", "增加", "上升", "回落", "增幅", "降幅", "增速", "提升", "缩小", "扩大")
-ARRIVAL = ("到", "至", "为")
-# Parts of a year: a figure for 一季度 is not the whole year's.
-PERIODS = ("第一季度", "第二季度", "第三季度", "第四季度", "一季度", "二季度", "三季度", "四季度", "前三季度",
-           "上半年", "下半年", "全年", "年底", "年末", "年初")
-# END PROFILE DATA ---------------------------------------------------------------------
+# What the corpus profile (rag/profile.py) knows of how figures and questions are
+# written, under the names this module uses.
+MEASURE_UNITS = ZH_GOV.measure_units
+COUNTERS = ZH_GOV.counters
+GENERIC_COUNTER = ZH_GOV.generic_counter
+LINKING = ZH_GOV.linking
+CHANGE_WORDS = ZH_GOV.change_words
+ARRIVAL = ZH_GOV.arrival
+PERIODS = ZH_GOV.periods
 
 ATTRIBUTE_BEFORE = 8  # characters before a figure that say what it is the figure of
 ATTRIBUTE_AFTER = 6  # …and after it (设置7处联合检查点: the counted thing follows)

@@ -15,23 +15,17 @@ from .chunking import split_sentences
 from .claims import COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years
 from .evidence import content_chars
 from .retriever import Hit
+from .profile import ZH_GOV
 from .tokenize import issuer_place, mentions_place, place_names, tokenize
 
-# PROFILE DATA ---------------------------------------------------------------------------
-# How Chinese questions ask for something, for the lead to move into rag/profile.py.
-# What kind of answer each question word wants: a figure, a date, a person or body.
-ASKS_FIGURE = ("是多少", "有多少", "为多少", "多少", "几", "多大", "多长", "多高", "多少钱")
-ASKS_DATE = ("哪一天", "哪天", "哪一年", "哪年", "何时", "什么时候", "什么时间", "几月几日", "几号", "何日")
-ASKS_WHO = ("是谁", "由谁", "谁", "哪个部门", "哪些部门", "哪家", "哪个单位", "什么单位", "哪位")
-# Words between the asked-for thing and the question word that say nothing of what it is.
-QUESTION_GLUE = ("一共", "总共", "共", "累计", "合计", "总计", "大约", "约", "了", "是", "为", "有", "达到", "达", "从", "自", "于",
-                 "的", "都", "分别", "具体", "主要", "目前", "已经", "已")
-# Words of a question that say how or when, not what it is about (可以返还…, 每月能扣除…).
-NOT_SUBJECT = ("可以", "能够", "能", "可", "要", "需要", "应当", "应该", "每月", "每年", "每人", "今年", "去年", "目前",
-               "现在", "当前", "计划", "预计", "打算", "一共", "总共")
-# What a word for an amount of money ends in: the figure it asks for is in 元.
-MONEY_WORDS = ("金额", "资金", "投资", "收入", "产值", "总值", "资本", "经费", "补贴", "费用", "价格", "工资", "奖金", "税")
-# END PROFILE DATA ---------------------------------------------------------------------
+# What the corpus profile (rag/profile.py) knows of how figures and questions are
+# written, under the names this module uses.
+ASKS_FIGURE = ZH_GOV.asks_figure
+ASKS_DATE = ZH_GOV.asks_date
+ASKS_WHO = ZH_GOV.asks_who
+QUESTION_GLUE = ZH_GOV.question_glue
+NOT_SUBJECT = ZH_GOV.not_subject
+MONEY_WORDS = ZH_GOV.money_words
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
 ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it is of

@@ -69,6 +69,20 @@ class Profile:
     stopwords: frozenset[str]
     follow_up: re.Pattern
     comparing: tuple[str, ...]
+    # -- figures and questions (rag/claims.py, rag/decide.py)
+    measure_units: dict  # unit → (canonical unit, multiplier): 万元 is 10^4 元; longest first
+    counters: tuple  # 量词: what is counted (个 stands for any)
+    generic_counter: str  # the counter that stands for any
+    linking: tuple  # words tying an attribute to its figure that say nothing of which (为, 达到, 累计)
+    change_words: tuple  # a figure after these is a change (同比增长4.84%), not a level
+    arrival: tuple  # …unless one of these follows (增长到, 下降至: a level)
+    periods: tuple  # parts of a year: 一季度 is not the whole year
+    asks_figure: tuple  # question words asking for a figure
+    asks_date: tuple  # …for a date
+    asks_who: tuple  # …for a person or body
+    question_glue: tuple  # words between the asked-for thing and the question word that say nothing of it
+    not_subject: tuple  # question words saying how or when, not what about (可以, 每月, 今年)
+    money_words: tuple  # an attribute ending in one of these is an amount of money (in 元)
     extra: dict = field(default_factory=dict)
 
 
@@ -144,6 +158,19 @@ ZH_GOV = Profile(
 """.split()),
     follow_up=re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块"),
     comparing=("分别", "两地", "两份", "各自", "两个文件"),
+    measure_units={'亿元': ('元', 100000000.0), '万元': ('元', 10000.0), '千元': ('元', 1000.0), '元': ('元', 1.0), '亿美元': ('美元', 100000000.0), '万美元': ('美元', 10000.0), '美元': ('美元', 1.0), '平方公里': ('平方公里', 1.0), '平方千米': ('平方公里', 1.0), '平方米': ('平方米', 1.0), '万平方米': ('平方米', 10000.0), '公顷': ('公顷', 1.0), '万亩': ('亩', 10000.0), '亩': ('亩', 1.0), '公里': ('公里', 1.0), '千米': ('公里', 1.0), '米': ('米', 1.0), '万吨': ('吨', 10000.0), '吨': ('吨', 1.0), '万千瓦': ('千瓦', 10000.0), '千瓦': ('千瓦', 1.0), '立方米': ('立方米', 1.0), '微克每立方米': ('微克/立方米', 1.0), '微克/立方米': ('微克/立方米', 1.0), '个百分点': ('个百分点', 1.0), '百分点': ('个百分点', 1.0), '%': ('%', 1.0), '％': ('%', 1.0), '倍': ('倍', 1.0), '岁': ('岁', 1.0), '小时': ('小时', 1.0), '分钟': ('分钟', 1.0)},
+    counters=('个月', '年', '人次', '余人', '个', '项', '家', '处', '条', '人', '名', '次', '件', '列', '座', '所', '户', '辆', '台', '场', '批', '类', '种', '支', '套', '间', '张', '份', '起', '宗', '部', '篇', '期', '轮', '届', '天', '周', '位', '位次', '所', '栋', '块', '只', '头', '株', '棵', '艘', '架'),
+    generic_counter='个',
+    linking=('为', '是', '达到', '达', '约为', '共', '共有', '共计', '累计', '合计', '总计', '超过', '突破', '近', '逾', '至', '到', '了', '分别', '已', '均', '仅', '只', '多', '余', '高达', '以上', '左右'),
+    change_words=('同比', '环比', '比上年', '较上年', '比去年', '较去年', '增长', '下降', '提高', '降低', '改善', '减少', '增加', '上升', '回落', '增幅', '降幅', '增速', '提升', '缩小', '扩大'),
+    arrival=('到', '至', '为'),
+    periods=('第一季度', '第二季度', '第三季度', '第四季度', '一季度', '二季度', '三季度', '四季度', '前三季度', '上半年', '下半年', '全年', '年底', '年末', '年初'),
+    asks_figure=('是多少', '有多少', '为多少', '多少', '几', '多大', '多长', '多高', '多少钱'),
+    asks_date=('哪一天', '哪天', '哪一年', '哪年', '何时', '什么时候', '什么时间', '几月几日', '几号', '何日'),
+    asks_who=('是谁', '由谁', '谁', '哪个部门', '哪些部门', '哪家', '哪个单位', '什么单位', '哪位'),
+    question_glue=('一共', '总共', '共', '累计', '合计', '总计', '大约', '约', '了', '是', '为', '有', '达到', '达', '从', '自', '于', '的', '都', '分别', '具体', '主要', '目前', '已经', '已'),
+    not_subject=('可以', '能够', '能', '可', '要', '需要', '应当', '应该', '每月', '每年', '每人', '今年', '去年', '目前', '现在', '当前', '计划', '预计', '打算', '一共', '总共'),
+    money_words=('金额', '资金', '投资', '收入', '产值', '总值', '资本', '经费', '补贴', '费用', '价格', '工资', '奖金', '税'),
 )
 
 PROFILES: dict[str, Profile] = {ZH_GOV.name: ZH_GOV}
