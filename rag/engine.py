@@ -59,7 +59,7 @@ class Engine:
         return self.index(progress=progress)
 
     def search(self, query: str, k: int | None = None, doc_ids=None, progress: bool = True) -> list[Hit]:
-        require_question(query)  # before building an index for nothing
+        require_question(query, self.config.max_question_chars)  # before building an index for nothing
         self.ensure_index(progress=progress)
         check_compatible(self.store.manifest(), self.embedder)
         return self.retriever.search(query, k, doc_ids)
@@ -81,10 +81,9 @@ class Engine:
         self.ensure_index()
         return self.store.manifest()
 
-    def remove(self, doc_ids: list[str]) -> None:
+    def remove(self, doc_ids: list[str]) -> list[str]:
+        """Remove documents (ids or paths), all or none, under the writers' lock (the ids
+        are checked inside it, so a concurrent writer cannot change them meanwhile)."""
+        from .indexer import remove_documents
         with self._write_lock:
-            manifest = self.store.manifest()
-            unknown = [d for d in doc_ids if d not in manifest.documents]
-            if unknown:
-                raise KeyError(f"not in the index: {', '.join(unknown)}")
-            self.store.apply(Manifest(manifest.embedding, manifest.dim, manifest.chunking), [], doc_ids)
+            return remove_documents(self.store, list(doc_ids), self.config)
