@@ -137,11 +137,12 @@ def _segment_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return left, min(rights, default=len(text))
 
 
-def _strip_linking(words: str, from_end: bool) -> str:
+def strip_words(words: str, glue, from_end: bool) -> str:
+    """``words`` without the ``glue`` words at its end (or start), as often as they occur."""
     changed = True
     while changed and words:
         changed = False
-        for w in sorted(LINKING, key=len, reverse=True):
+        for w in sorted(glue, key=len, reverse=True):
             if from_end and words.endswith(w):
                 words, changed = words[:-len(w)], True
             elif not from_end and words.startswith(w):
@@ -233,8 +234,8 @@ def _percent_digits(m: re.Match) -> str:
 
 def _make(text: str, start: int, end: int, value, unit: str, kind: str) -> Quantity:
     left, right = _segment_bounds(text, start, end)
-    before = _strip_linking(text[left:start].strip(), from_end=True)
-    after = _strip_linking(text[end:right].strip(), from_end=False)
+    before = strip_words(text[left:start].strip(), LINKING, from_end=True)
+    after = strip_words(text[end:right].strip(), LINKING, from_end=False)
     year, period = time_of(text, start)
     return Quantity(value, unit, kind or _kind(text[left:start], unit), start, end, text[start:end],
                     before[-ATTRIBUTE_BEFORE:], after[:ATTRIBUTE_AFTER], year, period)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from .chunking import split_sentences
-from .claims import COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years
+from .claims import COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years, strip_words
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
@@ -53,18 +53,6 @@ class Focus:
         return (f"{self.year}年" if self.year and self.year not in self.phrase else "") + self.phrase
 
 
-def _strip(words: str, glue: tuple[str, ...], from_end: bool) -> str:
-    changed = True
-    while changed and words:
-        changed = False
-        for w in sorted(glue, key=len, reverse=True):
-            if from_end and words.endswith(w):
-                words, changed = words[:-len(w)], True
-            elif not from_end and words.startswith(w):
-                words, changed = words[len(w):], True
-    return words
-
-
 def focus_of(question: str) -> Focus | None:
     """The focus of a question asking for one thing (a figure, a date, a person or body);
     None for how/why/which-measures questions, whose answer is a description, and for
@@ -94,8 +82,8 @@ def focus_of(question: str) -> Focus | None:
         unit = MEASURE_UNITS.get(m.group(1), (m.group(1),))[0]
         after = after[m.end():]
     years = re.findall(r"((?:19|20)\d\d)年", text)
-    head = _strip(re.sub(r"(19|20)\d\d年(度)?", "", before).strip(), QUESTION_GLUE, from_end=True)
-    tail = _strip(after.strip(), QUESTION_GLUE + ("任", "担任", "负责"), from_end=False)
+    head = strip_words(re.sub(r"(19|20)\d\d年(度)?", "", before).strip(), QUESTION_GLUE, from_end=True)
+    tail = strip_words(after.strip(), QUESTION_GLUE + ("任", "担任", "负责"), from_end=False)
     # What the question word is attached to: after the last 的, or the last word (组长 of
     # 第七巡视组组长); for who, what follows it (由谁任组长) if anything does.
     if "的" in head:
@@ -110,11 +98,11 @@ def focus_of(question: str) -> Focus | None:
         subject, asked = subject + "".join(words[:-1]), words[-1]  # 组长 of 省委第七巡视组组长
     else:
         asked = asked + tail
-    asked = _strip(asked, ("的", "了"), from_end=True)
+    asked = strip_words(asked, ("的", "了"), from_end=True)
     phrase = (head + tail).strip("对在向由从和与及、，, ")
     for place in place_names(subject):
         subject = subject.replace(place, "")
-    subject = _strip(subject.strip("对在向由从和与及的、，, "), QUESTION_GLUE, from_end=True)
+    subject = strip_words(subject.strip("对在向由从和与及的、，, "), QUESTION_GLUE, from_end=True)
     if len(content_chars(asked)) < 2:
         return None
     return Focus(asked, subject, wants, unit, years[-1] if len(set(years)) == 1 else "", phrase)

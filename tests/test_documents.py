@@ -131,7 +131,7 @@ def test_pdf_without_text_layer_is_a_clear_error(tmp_path):
     pdf.rect(10, 10, 50, 50)
     path = tmp_path / "scan.pdf"
     pdf.output(str(path))
-    with pytest.raises(DocumentError, match="no text layer"):
+    with pytest.raises(DocumentError, match="没有文字层，可能是扫描件"):
         load_document(path)
 
 

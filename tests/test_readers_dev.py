@@ -173,17 +173,6 @@ def test_a_page_of_chrome_only_names_what_was_found(tmp_path):
         load_document(page)
 
 
-def test_a_scanned_pdf_says_it_has_no_text_layer(tmp_path):
-    fpdf = pytest.importorskip("fpdf")
-    pdf = fpdf.FPDF()
-    pdf.add_page()
-    pdf.rect(10, 10, 50, 50)  # a page with a drawing and no text, as a scan has
-    path = tmp_path / "scan.pdf"
-    pdf.output(str(path))
-    with pytest.raises(DocumentError, match="scan.pdf: 没有文字层，可能是扫描件"):
-        load_document(path)
-
-
 def test_tab_separated_text_is_a_table(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("2024年重点项目表\n序号\t项目\t总投资\n1\t北区污水厂\t3.2亿元\n2\t南湖公园\t1.1亿元\n",
