@@ -83,6 +83,9 @@ class Profile:
     question_glue: tuple  # words between the asked-for thing and the question word that say nothing of it
     not_subject: tuple  # question words saying how or when, not what about (可以, 每月, 今年)
     money_words: tuple  # an attribute ending in one of these is an amount of money (in 元)
+    # -- the prompts' genre words and examples (rag/prompts.py)
+    genre: str  # what the documents are, as the prompts name them
+    rewrite_examples: tuple[tuple[str, str, str], ...]  # (earlier question, follow-up, rewritten)
     extra: dict = field(default_factory=dict)
 
 
@@ -158,6 +161,9 @@ ZH_GOV = Profile(
 """.split()),
     follow_up=re.compile(r"^(那|那么|这|该|其|此|它|他们|上述|具体|还有|另外|同时|现在)|呢[？?]?$|又是|其中|那块|这块"),
     comparing=("分别", "两地", "两份", "各自", "两个文件"),
+    genre="政府公文（通知、通报、意见、方案、办法、政府工作报告等）",
+    rewrite_examples=(("济南市如何推进节水工作？", "投入了多少资金？", "济南市推进节水工作投入了多少资金？"),
+                      ("莱芜区如何整改砂石问题？", "那济南市呢？", "济南市如何整改砂石问题？")),
     measure_units={'亿元': ('元', 100000000.0), '万元': ('元', 10000.0), '千元': ('元', 1000.0), '元': ('元', 1.0), '亿美元': ('美元', 100000000.0), '万美元': ('美元', 10000.0), '美元': ('美元', 1.0), '平方公里': ('平方公里', 1.0), '平方千米': ('平方公里', 1.0), '平方米': ('平方米', 1.0), '万平方米': ('平方米', 10000.0), '公顷': ('公顷', 1.0), '万亩': ('亩', 10000.0), '亩': ('亩', 1.0), '公里': ('公里', 1.0), '千米': ('公里', 1.0), '米': ('米', 1.0), '万吨': ('吨', 10000.0), '吨': ('吨', 1.0), '万千瓦': ('千瓦', 10000.0), '千瓦': ('千瓦', 1.0), '立方米': ('立方米', 1.0), '微克每立方米': ('微克/立方米', 1.0), '微克/立方米': ('微克/立方米', 1.0), '个百分点': ('个百分点', 1.0), '百分点': ('个百分点', 1.0), '%': ('%', 1.0), '％': ('%', 1.0), '倍': ('倍', 1.0), '岁': ('岁', 1.0), '小时': ('小时', 1.0), '分钟': ('分钟', 1.0)},
     counters=('个月', '年', '人次', '余人', '个', '项', '家', '处', '条', '人', '名', '次', '件', '列', '座', '所', '户', '辆', '台', '场', '批', '类', '种', '支', '套', '间', '张', '份', '起', '宗', '部', '篇', '期', '轮', '届', '天', '周', '位', '位次', '所', '栋', '块', '只', '头', '株', '棵', '艘', '架'),
     generic_counter='个',
