@@ -23,6 +23,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--corpus", metavar="DIR", help="documents indexed by default (default data/corpus)")
     g.add_argument("--embedding", metavar="BACKEND",
                    help="e5-small-q4 (default) or sentence-transformers:<model id or folder>")
+    g.add_argument("--store", choices=("files", "milvus"),
+                   help="index store: files (FAISS + BM25 in --index, default) or milvus (--milvus-uri)")
+    g.add_argument("--milvus-uri", dest="milvus_uri", metavar="URI",
+                   help="a .db path (milvus-lite, embedded) or http://host:19530 (a Milvus server)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true",
                    help="rebuild a damaged index from the documents it records (their paths), keeping "
                         "what is intact; never reads the default corpus")
+    p.add_argument("--workers", type=int, metavar="N", help="embed in N processes (default 1)")
+    p.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
+                   help="embed on a Ray cluster (auto, ray://head:10001; local = Ray in this process)")
     _common(p)
 
     p = sub.add_parser("remove", help="remove documents from the index",
@@ -107,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model", "api_key", "generators")
+    fields = ("index", "corpus", "embedding", "k", "llm", "base_url", "model", "api_key", "generators",
+              "store", "milvus_uri", "workers", "ray_address")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return Config.load(args.config, overrides)
 
@@ -158,6 +166,8 @@ def cmd_index(engine, args) -> int:
         report = engine.index(args.paths or None, rebuild=args.rebuild)
     for path, reason in report.skipped:
         print(f"rag: warning: skipped {reason}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"rag: warning: {warning}", file=sys.stderr)
     print(report.summary())
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -435,3 +436,11 @@ def test_updating_a_document_reads_only_that_document(tmp_path):
     assert set(entry) == {"d02.txt", "d04.txt"}
     assert [p.text for p in entry["d02.txt"].paragraphs][-1] == "新增一段。"
     assert np.allclose(entry["d04.txt"].vectors, fresh.store.view().document("d04.txt").vectors)
+
+
+def test_rag_index_prints_what_a_reader_could_not_read_as_laid_out(cli_env, capsys):
+    tibet = Path(__file__).resolve().parents[1] / "eval" / "corpus-dev" / \
+        "state-council-office-1996-tibet-classes-expansion-forwarding-notice.html"
+    code, out, err = cli_env(capsys, "index", str(tibet))
+    assert code == 0 and "1 added" in out
+    assert f"rag: warning: {tibet.name}: merged cells spread over the rows and columns they cover" in err
