@@ -9,7 +9,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .documents import Document, Paragraph
+from .documents import Document, Paragraph, document_label
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])")
 HEADER_HEADING_CHARS = 80  # a long heading is cut in the header so the text keeps the window
@@ -79,10 +79,7 @@ def context_header(doc: Document, paragraph: Paragraph) -> str:
     heading = paragraph.section[-1] if paragraph.section else ""
     if len(heading) > HEADER_HEADING_CHARS:
         heading = heading[:HEADER_HEADING_CHARS] + "…"
-    title = doc.title
-    if doc.place and doc.place not in title:  # 政府工作报告 does not say whose
-        title = f"{title}（{doc.place}）"
-    return " > ".join(filter(None, [title, heading]))
+    return " > ".join(filter(None, [document_label(doc.title, doc.place), heading]))
 
 
 def chunk_document(doc: Document, size: int, overlap: int, with_header: bool = True) -> list[Chunk]:

@@ -444,6 +444,13 @@ def _issuer(meta: dict, title: str, profile: Profile) -> str:
     return ""
 
 
+def document_label(title: str, place: str) -> str:
+    """How a document is named to a reader and in its chunks' headers: its title, with the
+    issuer's place when the title does not say whose it is (five provinces' reports are
+    all titled 「政府工作报告」)."""
+    return f"{title}（{place}）" if place and place not in title else title
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:

@@ -20,7 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from embeddings import Embedder
 
 from .config import Config
-from .documents import Paragraph
+from .documents import Paragraph, document_label
 from .profile import ZH_GOV, Profile
 from .store import Store
 from .tokenize import issuer_place, mentions_place, tokenize
@@ -146,7 +146,7 @@ class Retriever:
         for rank, (pid, found) in enumerate(ranked, start=1):
             paragraph = view.paragraph(pid)
             meta = documents.get(paragraph.doc_id, {})
-            hits.append(Hit(rank, found[0].score, paragraph, meta.get("title", paragraph.doc_id),
+            hits.append(Hit(rank, found[0].score, paragraph, document_label(meta.get("title") or paragraph.doc_id, meta.get("place", "")),
                             meta.get("date", ""), found))
         return hits
 

@@ -27,6 +27,13 @@ def test_places_are_stored_with_each_document(dev_engine):
     assert docs["state-council-2018-employment-promotion-opinions.html"]["place"] == ""
 
 
+def test_a_report_titled_only_政府工作报告_is_named_with_its_place(dev_engine):
+    hits = dev_engine.search("海南地区生产总值增长多少", k=1)
+    assert hits[0].doc_title == "政府工作报告（海南省）"
+    hits = dev_engine.search("陕西地区生产总值增长多少", k=1)
+    assert hits[0].doc_title == "陕西省2026年政府工作报告"  # its title says whose already
+
+
 def test_a_bare_province_name_scopes_to_its_report(dev_engine):
     # Five reports speak of 地区生产总值 in the same words; only the place tells them apart.
     for asked, doc in [("海南地区生产总值增长多少", "hainan"), ("贵州地区生产总值增长多少", "guizhou"),
