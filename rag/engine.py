@@ -21,7 +21,7 @@ from .config import Config
 from .factory import GeneratorPool, make_embedder, make_store
 from .indexer import IndexReport, check_compatible, index_paths
 from .retriever import Hit, Retriever, require_question
-from .store import FileStore, Manifest
+from .store import Manifest
 
 if TYPE_CHECKING:  # answer.py imports this module
     from .answer import Answer, Answerer

@@ -15,7 +15,7 @@ rule below is written for documents not yet seen and was checked on the sample c
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CN_DIGITS = "一二三四五六七八九十百零〇两"
 
@@ -86,7 +86,6 @@ class Profile:
     # -- the prompts' genre words and examples (rag/prompts.py)
     genre: str  # what the documents are, as the prompts name them
     rewrite_examples: tuple[tuple[str, str, str], ...]  # (earlier question, follow-up, rewritten)
-    extra: dict = field(default_factory=dict)
 
 
 def _labels(pairs: str) -> dict[str, str]:

@@ -425,7 +425,7 @@ def test_a_full_disk_is_a_clear_error_and_changes_nothing(cli_env, corpus, tmp_p
 
 def test_updating_a_document_reads_only_that_document(tmp_path):
     engine = _hash_engine(tmp_path)
-    docs = _many_docs(tmp_path / "a", 6)
+    _many_docs(tmp_path / "a", 6)
     engine.index([tmp_path / "a"], progress=False)
     write_doc(tmp_path / "a", "d02.txt", ["第2项：新建防汛监测点2处,整治砂石场2个。", "新增一段。"], title="通报2")
     fresh = _hash_engine(tmp_path)
