@@ -44,7 +44,7 @@ HISTORY_TURN = "问：{question}\n答：{answer}"
 # Figures are left out: the model does not know them, and an invented one would match
 # the wrong paragraph.
 RESTATE_SYSTEM = (
-    f"你是检索助手。文件是{ZH_GOV.genre}。请用文件的公文书面语，写一句可能回答用户问题的原文句子，"
+    f"你是检索助手。文件是{ZH_GOV.genre}。请用通报的公文书面语，写一句可能回答用户问题的原文句子，"
     "用正式词语代替口语词，保留地名，数字用“若干”代替。只输出这一句。"
 )
 
