@@ -60,9 +60,6 @@ def test_follow_up_is_rewritten_and_answered(local):
     assert answer.timings["rewrite_s"] > 0
 
 
-@pytest.mark.xfail(reason="failed in the last fresh-clone run after the claims pipeline and reader changes "
-                          "(issue 12, open): the restated search no longer ranks the seed-industry "
-                          "paragraph first; not yet diagnosed", strict=False)
 def test_a_question_in_everyday_words_is_restated_and_searched_again(local):
     # 「良种培育」 is the everyday word; the report says 种业. Few of the question's words
     # are in the best paragraph, so the model restates it in the reports' style, and the
