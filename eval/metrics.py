@@ -171,7 +171,8 @@ def answer_metrics(item: Item, record: dict) -> dict[str, float]:
     invented = unsupported_numbers(answer, sources)
     m["unsupported_numbers"] = float(len(invented))
     m["answers_with_unsupported_numbers"] = float(bool(invented))
-    for name, value in (record.get("timings") or {}).items():
+    timings = record.get("timings") or {}
+    for name, value in ({} if timings.get("llm_replayed") else timings).items():  # a replay is not timed
         if name in TIMINGS and isinstance(value, (int, float)):
             m[name] = float(value)
     return m

@@ -14,9 +14,9 @@ from .engine import Engine
 from .evidence import Passage, content_chars, numbers, select_evidence, select_quotes
 from .generators import ExtractiveGenerator, Generator
 from .profile import ZH_GOV
-from .prompts import QUOTES_LABEL, REFUSAL, REFUSAL_NEARBY, UNVERIFIED_LABEL
+from .prompts import MISSING_PART, QUOTES_LABEL, REFUSAL, REFUSAL_NEARBY, UNVERIFIED_LABEL
 from .retriever import Hit, require_question
-from .tokenize import issuer_place, mentions_place, place_names, tokenize
+from .tokenize import issuer_place, mentions_place, names_place, place_names, tokenize
 from .verify import Verdict, Verification, supporting_sentences, verify
 
 __all__ = ["Answer", "Answerer", "Citation", "rule_standalone", "is_follow_up"]
@@ -144,7 +144,8 @@ def evidence_strength(question: str, hits: list[Hit]) -> float:
     """
     if not hits:
         return 0.0
-    text = "".join(h.paragraph.text for h in hits[:3])
+    # The question may name the document (《…暂行办法》) or the heading a paragraph is under.
+    text = "".join(h.doc_title + "".join(h.paragraph.section) + h.paragraph.text for h in hits[:3])
     everything = "".join(relative_years(h.paragraph.text, h.doc_date) + h.doc_title for h in hits)
     years = {str(int(h.doc_date[:4]) - back) for h in hits if h.doc_date[:4].isdigit() for back in (0, 1)}
     asked = numbers(_LABEL_NUMBER.sub("", question))
@@ -152,7 +153,8 @@ def evidence_strength(question: str, hits: list[Hit]) -> float:
         return 0.0
     scopes = {issuer_place(h.doc_title) for h in hits}
     places = place_names(question)
-    if places and not any(p in everything or any(s and mentions_place(p, s) for s in scopes) for p in places):
+    if places and not any(names_place(everything, p) or any(s and mentions_place(p, s) for s in scopes)
+                          for p in places):
         return 0.0  # the question is about a place the retrieved paragraphs never mention
     return word_share(question, text)
 
@@ -218,6 +220,7 @@ class Answerer:
         question = require_question(question)
         history = list(history or [])
         timings: dict[str, float] = {}
+        replayed_before = getattr(self.generator, "replayed", 0)  # Config.llm_cache
         start = time.perf_counter()
         standalone = self.standalone(question, history)
         timings["rewrite_s"] = time.perf_counter() - start
@@ -226,10 +229,16 @@ class Answerer:
         searched = [f"also searched as restated in the documents' style: {restated}"] if restated else []
 
         streamed = False
+        missing_note = []  # what a question asking several things asks that the documents do not hold
 
         def finish(text: str, refused: bool, citations: list[Citation], flags: list[str]) -> Answer:
             timings.setdefault("first_token_s", time.perf_counter() - start)
             timings["total_s"] = time.perf_counter() - start
+            if replayed := getattr(self.generator, "replayed", 0) - replayed_before:
+                timings["llm_replayed"] = replayed  # these timings are not the model's
+            if missing_note and not refused:
+                text = f"{text}\n{missing_note[0]}"
+                flags = flags + [f"said what the documents do not hold: {missing_note[0]}"]
             if on_token and not streamed:
                 on_token(text)  # nothing was generated: the answer is its only token
             return Answer(question, standalone, text, refused, self.generator.name, citations, hits,
@@ -243,6 +252,8 @@ class Answerer:
         if not decision.answer:
             text, citations = refusal(standalone, decision)
             return finish(text, True, citations, [f"decided not to answer: {decision.reason}"])
+        if decision.missing:
+            missing_note.append(MISSING_PART.format(focus="、".join(f.describe() for f in decision.missing)))
         if on_evidence:
             on_evidence(hits)
 
@@ -352,9 +363,12 @@ def refusal(question: str, decision: Decision) -> tuple[str, list[Citation]]:
     """「文档中没有找到…」, naming, when one is near, what the documents say instead
     (「…；文档提到的是：累计签约138个高端优质项目、总投资3144亿元[1]」), cited."""
     nearby = decision.nearby
-    if decision.focus is None or nearby is None:
+    if decision.focus is None:
         return REFUSAL.format(question=question), []
-    text = REFUSAL_NEARBY.format(focus=decision.focus.describe(), nearby=(nearby.clause or nearby.sentence).rstrip("。；;，,"))
+    focus = "、".join(f.describe() for f in decision.missing) if decision.missing else decision.focus.describe()
+    if nearby is None:
+        return MISSING_PART.format(focus=focus), []
+    text = REFUSAL_NEARBY.format(focus=focus, nearby=(nearby.clause or nearby.sentence).rstrip("。；;，,"))
     return text, [Citation(1, nearby.hit, [nearby.sentence])]
 
 

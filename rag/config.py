@@ -46,6 +46,16 @@ class Config:
     base_url: str = ""  # for llm=openai
     model: str = ""  # for llm=openai
     request_timeout: float = 60.0
+    # CPU threads of the bundled model's server (0 = llama.cpp's choice, the physical
+    # cores). 1 leaves a core to other work: llama.cpp's threads wait for each other after
+    # every layer, so on a shared 2-core machine two threads can be several times slower.
+    llm_threads: int = 0
+    # A folder of the LLM's replies kept by a hash of the exact request (development and
+    # evaluation): with greedy decoding a reply depends only on its prompt, so a rerun
+    # after a change to the checking code replays unchanged prompts instead of waiting for
+    # the model again. Replayed answers say so (timings["llm_replayed"]); their timings
+    # are not the model's. "" = off (the default: users always get the model).
+    llm_cache: str = ""
     max_history_turns: int = 4
     # Below this evidence strength (share of the question's words in the best paragraphs,
     # 0 when a number or place the question names is absent) the answer is a refusal. No

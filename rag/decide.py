@@ -9,14 +9,14 @@ the model's own sentence fails verification.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .chunking import split_sentences
 from .claims import COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years, strip_words
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
-from .tokenize import issuer_place, mentions_place, place_names, tokenize
+from .tokenize import issuer_place, mentions_place, names_place, place_names, tokenize
 
 # What the corpus profile (rag/profile.py) knows of how figures and questions are
 # written, under the names this module uses.
@@ -26,10 +26,12 @@ ASKS_WHO = ZH_GOV.asks_who
 QUESTION_GLUE = ZH_GOV.question_glue
 NOT_SUBJECT = ZH_GOV.not_subject
 MONEY_WORDS = ZH_GOV.money_words
+ASKS_DESCRIPTION = ZH_GOV.asks_description
+GENERIC_ASKED = ZH_GOV.generic_asked
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
 ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it is of
-TIED_SHARE = 3  # a figure is tied to the focus when its words hold a third of the focus's bigrams
+TIED_SHARE = 3  # a figure is tied to the focus when its words hold a third (rounded up) of the focus's bigrams
 SUBJECT_MIN_SHARE = 0.5  # share of the subject's words the answering paragraph must hold
 
 _ALL_ASKING = sorted(ASKS_FIGURE + ASKS_DATE + ASKS_WHO, key=len, reverse=True)
@@ -53,59 +55,148 @@ class Focus:
         return (f"{self.year}年" if self.year and self.year not in self.phrase else "") + self.phrase
 
 
+@dataclass(frozen=True)
+class Foci:
+    """Every focus a question asks for (one per asking part: 「…查处了多少起案件，罚没金额
+    是多少？」 has two), and whether some part asks for a description, a list or a yes/no
+    (``describing``: 「…怎么调整？由哪个部门牵头？」) or for several figures at once, or
+    could not be read (``several``: 各多少, 分别多少)."""
+    items: tuple[Focus, ...] = ()
+    describing: bool = False
+    several: bool = False
+
+    @property
+    def single(self) -> Focus | None:
+        return self.items[0] if len(self.items) == 1 and not self.describing and not self.several else None
+
+
 def focus_of(question: str) -> Focus | None:
     """The focus of a question asking for one thing (a figure, a date, a person or body);
     None for how/why/which-measures questions, whose answer is a description, and for
     one asking several things at once (各多少, 何时…哪个部门, …多少家？…是多少？).
 
     「嬴州资源公司的注册资本是多少？」 → asked 注册资本, subject 嬴州资源公司;
-    「济南中欧班列2023年计划开行多少列？」 → asked 开行 (列), subject 济南中欧班列计划, 2023;
+    「济南中欧班列2023年计划开行多少列？」 → asked 开行 (列), subject 济南中欧班列, 2023;
     「城子崖遗址博物馆每年接待多少游客？」 → asked 接待游客;
     「对莱芜区开展巡视的省委第七巡视组组长是谁？」 → asked 组长, subject 省委第七巡视组."""
+    return foci_of(question).single
+
+
+_PART_BREAK = re.compile(r"[，,；;？?！!。]")
+_JOINS = ("以及", "、", "和", "及", "并", "与")  # what joins two asks in one part: 实施多少个项目、完成多少投资
+
+
+def _asks(text: str) -> list[tuple[int, str]]:
+    """Every question word asking for a figure, a date or who, by position: the longest
+    at each position, none inside another (是多少 holds 多少; 什么时候 holds no 什么)."""
+    found = sorted(((m.start(), w) for w in _ALL_ASKING for m in re.finditer(re.escape(w), text)),
+                   key=lambda x: (x[0], -len(x[1])))
+    asks, end = [], -1
+    for i, w in found:
+        if i >= end:
+            asks.append((i, w))
+            end = i + len(w)
+    return asks
+
+
+def _segments(part: str, asks: list[tuple[int, str]]) -> list[tuple[str, int, str]] | None:
+    """One part cut between its asks at the last joining word before each next ask
+    (「实施多少个重大项目、完成多少投资」 → two), each with its ask's position; None when
+    two asks share one phrase (「何时由哪个部门发布」)."""
+    cuts, out, begin = [], [], 0
+    for (i, w), (j, _) in zip(asks, asks[1:]):
+        between = part[i + len(w):j]
+        at = max((between.rfind(x) for x in _JOINS), default=-1)
+        if at < 0:
+            return None
+        cuts.append(i + len(w) + at)
+    for (i, w), cut in zip(asks, cuts + [len(part)]):
+        out.append((part[begin:cut], i - begin, w))
+        begin = cut
+        while begin < len(part) and part[begin] in "".join(_JOINS):
+            begin += 1
+    return out
+
+
+def foci_of(question: str) -> Foci:
+    """Each asking part of the question read as a ``Focus`` (``_read_focus``); a later part
+    that names no subject asks about the earlier part's (「…罚没金额是多少」)."""
     text = question.strip().rstrip("？?。！! ")
-    asks = [(text.find(w), w) for w in _ALL_ASKING if w in text]
-    # one ask per position: 是多少 contains 多少, 是谁 contains 谁
-    starts = sorted({i for i, _ in asks})
-    positions = [i for i in starts if not any(j < i < j + len(w) for j, w in asks if j != i)]
-    if len(positions) != 1:
-        return None
-    i = positions[0]
-    word = max((w for j, w in asks if j == i), key=len)
-    if word == "几" and text[i - 1:i] in ("哪", "那", "这") or re.search(r"(各|分别)$", text[:i]):
-        return None  # 哪几个 asks for a list; 各多少 for several figures
+    years = set(re.findall(r"((?:19|20)\d\d)年", text))
+    year = years.pop() if len(years) == 1 else ""
+    items: list[Focus] = []
+    describing = several = False
+    for part in _PART_BREAK.split(text):
+        asks = _asks(part)
+        rest = part
+        for i, w in reversed(asks):
+            rest = rest[:i] + "|" + rest[i + len(w):]
+        listing = [(i, w) for i, w in asks if w == "几" and part[i - 1:i] in ("哪", "那", "这")]  # 哪几个: a list
+        asks = [a for a in asks if a not in listing]
+        # 从哪天到哪天 asks for one period
+        asks = [a for k, a in enumerate(asks) if not (k and a[1] in ASKS_DATE and asks[k - 1][1] in ASKS_DATE
+                                                      and part[asks[k - 1][0] + len(asks[k - 1][1]):a[0]] in ("到", "至"))]
+        describing = describing or bool(listing) or any(w in rest for w in ASKS_DESCRIPTION)
+        if not asks:
+            continue
+        segments = _segments(part, asks)
+        if segments is None:
+            several = True
+            continue
+        for segment, i, word in segments:
+            if re.search(r"各|分别", segment[:i]):
+                several = True  # 各多少: several figures, one per item
+                continue
+            focus = _read_focus(segment, i, word, year)
+            if focus is None:
+                several = True
+            else:
+                if not focus.subject and items:
+                    focus = replace(focus, subject=items[-1].subject)
+                items.append(focus)
+    return Foci(tuple(items), describing, several)
+
+
+_SKIP = set(QUESTION_GLUE) | set(NOT_SUBJECT)
+
+
+def _read_focus(text: str, i: int, word: str, year: str) -> Focus | None:
+    """One ask (``word`` at ``i`` of ``text``) as a Focus: the words before it up to the
+    last 的 (else its last word) are what is asked, the rest what it is of; glue, modal and
+    time words (了, 能, 现在, 每月) say nothing of it; a generic noun (目标, 标准) is the
+    figure of what precedes it (「城镇新增就业的目标」 asks for 城镇新增就业)."""
     wants = "figure" if word in ASKS_FIGURE else "date" if word in ASKS_DATE else "who"
     before, after = text[:i], text[i + len(word):]
-    before = re.split(r"[，,；;？?]", before)[-1]
-    after = re.split(r"[，,；;？?]", after)[0]
     unit = ""
     if wants == "figure" and (m := _COUNTER_AFTER.match(after)):
         unit = MEASURE_UNITS.get(m.group(1), (m.group(1),))[0]
         after = after[m.end():]
-    years = re.findall(r"((?:19|20)\d\d)年", text)
+    own_years = re.findall(r"((?:19|20)\d\d)年", text)
+    year = own_years[-1] if len(set(own_years)) == 1 else year
     head = strip_words(re.sub(r"(19|20)\d\d年(度)?", "", before).strip(), QUESTION_GLUE, from_end=True)
     tail = strip_words(after.strip(), QUESTION_GLUE + ("任", "担任", "负责"), from_end=False)
-    # What the question word is attached to: after the last 的, or the last word (组长 of
-    # 第七巡视组组长); for who, what follows it (由谁任组长) if anything does.
-    if "的" in head:
-        subject, asked = head.rsplit("的", 1)
-    else:
-        words = _words(head)
-        asked = words[-1] if words else ""
-        subject = head[: len(head) - len(asked)]
+    subject_text, _, asked_text = head.rpartition("的")
+    asked_words = [w for w in _words(asked_text) if w not in _SKIP]
+    subject_words = [w for w in _words(subject_text) if w not in _SKIP]
+    if not subject_text:  # no 的: the last word is what is asked, the rest what it is of
+        subject_words, asked_words = asked_words[:-1], asked_words[-1:]
+    while subject_words and (not asked_words or all(w in GENERIC_ASKED for w in asked_words)
+                             or "".join(asked_words) in MONEY_WORDS):
+        asked_words.insert(0, subject_words.pop())  # 城镇新增就业的目标, 罚没金额, 总投资
+    asked, subject = "".join(asked_words), "".join(subject_words)
     if wants == "who" and content_chars(tail):
-        subject, asked = head, tail
+        subject, asked = subject + asked, tail  # 由谁任组长
     elif wants == "who" and len(asked) > 4 and len(words := _words(asked)) > 1:
         subject, asked = subject + "".join(words[:-1]), words[-1]  # 组长 of 省委第七巡视组组长
-    else:
-        asked = asked + tail
-    asked = strip_words(asked, ("的", "了"), from_end=True)
+    elif wants != "who":
+        asked = asked + "".join(w for w in _words(tail) if w not in _SKIP)
     phrase = (head + tail).strip("对在向由从和与及、，, ")
     for place in place_names(subject):
         subject = subject.replace(place, "")
     subject = strip_words(subject.strip("对在向由从和与及的、，, "), QUESTION_GLUE, from_end=True)
     if len(content_chars(asked)) < 2:
         return None
-    return Focus(asked, subject, wants, unit, years[-1] if len(set(years)) == 1 else "", phrase)
+    return Focus(asked, subject, wants, unit, year, phrase)
 
 
 def _words(text: str) -> list[str]:
@@ -141,12 +232,19 @@ class Decision:
     nearby: Finding | None = None  # else the closest sentence: what the documents do say
     reason: str = ""
     flags: list[str] = field(default_factory=list)
+    missing: tuple[Focus, ...] = ()  # what a question asking several things asks that the documents do not hold
 
 
 def _figure_tied(q: Quantity, terms: set[str]) -> bool:
     """The figure's own attribute (the words of its segment next to it) holds the focus."""
     window = q.before + "|" + q.after
-    return len(terms & _bigrams(window)) >= max(1, len(terms) // TIED_SHARE)
+    return len(terms & _bigrams(window)) >= _tied_needs(terms)
+
+
+def _tied_needs(terms: set[str]) -> int:
+    """Bigrams of the focus a figure's words must hold: a third, rounded up (2 of
+    政府补贴资金's 5, so 日韩资金 alone is not it)."""
+    return max(1, -(-len(terms) // TIED_SHARE))
 
 
 def _lead_in_holds(sentence: str, q: Quantity, terms: set[str]) -> bool:
@@ -154,7 +252,7 @@ def _lead_in_holds(sentence: str, q: Quantity, terms: set[str]) -> bool:
     生产总值增长6%左右」 states a 目标."""
     colon = max(sentence.rfind("：", 0, q.start), sentence.rfind(":", 0, q.start))
     lead = _bigrams(sentence[max(0, colon - ATTRIBUTE_WINDOW):colon])
-    return colon >= 0 and len(terms & lead) >= max(1, len(terms) // TIED_SHARE)
+    return colon >= 0 and len(terms & lead) >= _tied_needs(terms)
 
 
 STATES, OTHER_YEAR, NOT_STATED = "states", "another year", "not stated"
@@ -202,10 +300,12 @@ def _mostly_in(words: str, text: str) -> bool:
 def _about_subject(focus: Focus, hit: Hit, places: list[str]) -> bool:
     """The place and the subject asked about (嬴州资源公司, 起步区) are what the paragraph
     speaks of: a place in it or the place its document was issued for."""
-    scope = hit.doc_title + hit.paragraph.text
+    # a paragraph speaks of what its document's title and its headings name (住房租金 of
+    # the article 「第四章 住房租金」 whose paragraph says only 扣除标准为每月1500元)
+    scope = hit.doc_title + "".join(hit.paragraph.section) + hit.paragraph.text
     issuer = issuer_place(hit.doc_title)
-    if places and not any(p in hit.paragraph.text or mentions_place(p, issuer) if issuer else p in scope
-                          for p in places):
+    if places and not any(names_place(hit.paragraph.text, p) or mentions_place(p, issuer) if issuer
+                          else names_place(scope, p) for p in places):
         return False
     if not focus.subject:
         return True
@@ -265,29 +365,12 @@ def _with_year(clause: str, context: str) -> str:
     return f"{years[-1]}年，{clause}" if years else clause
 
 
-def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
-    """Whether to generate an answer: always for a question without a single focus (how,
-    which measures) and whenever a sentence of the retrieved paragraphs states the focus
-    for what is asked about. Otherwise it refuses only on clear signs that the documents
-    do not hold it, each a reason a person would give:
-
-    - what is asked for is named in no retrieved sentence (注册资本, 合同金额);
-    - it is stated, but only for another year (2022's train count for 2023);
-    - it is named only in paragraphs about something else (the city's GDP, asked about
-      the start-up area; 组长 of another group).
-
-    Where these do not hold (the attribute is named but no figure is tied to it in a way
-    these rules read: tables, lists after a colon, wording of its own), the model answers
-    and the verifier decides. A question in everyday words (not ``literal``: few of its
-    words in the best paragraph) may ask in other words for what a sentence states (雾霾
-    for PM2.5), so it is never refused here; if the model's answer fails verification, it
-    is refused with what was found nearby."""
-    focus = focus_of(question)
-    if focus is None or not hits:
-        return Decision(bool(hits), focus)
-    answering, nearby, seen = find_focus(focus, hits, place_names(question))
+def _examine(focus: Focus, hits: list[Hit], places: list[str]) -> tuple[Finding | None, Finding | None, str]:
+    """(the sentence answering the focus, the closest one that does not, and, when no
+    sentence answers it, the clear reason the documents do not hold it, or "")."""
+    answering, nearby, seen = find_focus(focus, hits, places)
     if answering:
-        return Decision(True, focus, answering, nearby)
+        return answering, nearby, ""
     if not seen:
         reason = f"no retrieved sentence names {focus.asked}"
     elif all(status == OTHER_YEAR for status, _ in seen if status != NOT_STATED) \
@@ -296,5 +379,45 @@ def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
     elif not any(about for _, about in seen):
         reason = f"{focus.asked} is named only in paragraphs about something else than {focus.subject or 'the place asked about'}"
     else:
-        return Decision(True, focus, None, nearby, "the focus is named but no figure is read as tied to it")
-    return Decision(not literal, focus, None, nearby, reason)
+        reason = ""  # named, but no figure is read as tied to it: the verifier decides
+    return None, nearby, reason
+
+
+def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
+    """Whether to generate an answer: always for a question without a focus (how, which
+    measures) and whenever a sentence of the retrieved paragraphs states the focus for
+    what is asked about. Otherwise it refuses only on clear signs that the documents do
+    not hold it, each a reason a person would give:
+
+    - what is asked for is named in no retrieved sentence (注册资本, 合同金额);
+    - it is stated, but only for another year (2022's train count for 2023);
+    - it is named only in paragraphs about something else (the city's GDP, asked about
+      the start-up area; 组长 of another group).
+
+    A question asking for several things is refused only when none of them is there
+    (and no part asks for a description); when some are, it is answered and the ones
+    that are not are named (``Decision.missing``). Where these rules do not hold (the
+    attribute is named but no figure is tied to it in a way they read: tables, lists
+    after a colon, wording of its own), the model answers and the verifier decides. A
+    question in everyday words (not ``literal``: few of its words in the best paragraph)
+    may ask in other words for what a sentence states (雾霾 for PM2.5), so it is never
+    refused here; if the model's answer fails verification, it is refused with what was
+    found nearby."""
+    foci = foci_of(question)
+    if not foci.items or not hits:
+        return Decision(bool(hits), None)
+    places = place_names(question)
+    examined = [(f, *_examine(f, hits, places)) for f in foci.items]
+    if foci.single is not None:
+        focus, answering, nearby, reason = examined[0]
+        if answering:
+            return Decision(True, focus, answering, nearby)
+        if not reason:
+            return Decision(True, focus, None, nearby, "the focus is named but no figure is read as tied to it")
+        return Decision(not literal, focus, None, nearby, reason)
+    missing = [(f, nearby, reason) for f, _, nearby, reason in examined if reason]
+    if len(missing) == len(examined) and not foci.describing and not foci.several and literal:
+        nearby = next((n for _, n, _ in missing if n is not None), None)
+        return Decision(False, missing[0][0], None, nearby, "; ".join(r for _, _, r in missing),
+                        missing=tuple(f for f, _, _ in missing))
+    return Decision(True, None, None, None, missing=tuple(f for f, _, _ in missing if literal))

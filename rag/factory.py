@@ -40,10 +40,10 @@ def make_embedder(config: Config) -> Embedder:
 def _local_server_generator(name: str, model_path: Path, config: Config) -> ChatGenerator:
     from .local_llm import LocalLlamaServer
     try:
-        server = LocalLlamaServer.shared(model_path)
+        server = LocalLlamaServer.shared(model_path, threads=config.llm_threads or None)
     except RuntimeError as exc:
         raise GeneratorError(f"the local LLM server did not start: {exc}") from None
-    return ChatGenerator(name, server.base_url, "local", "local", config.request_timeout)
+    return ChatGenerator(name, server.base_url, "local", "local", config.request_timeout, config.llm_cache)
 
 
 def make_generator(config: Config, name: str | None = None) -> tuple[Generator, str]:
@@ -74,7 +74,7 @@ def make_generator(config: Config, name: str | None = None) -> tuple[Generator, 
             raise GeneratorError("--llm openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
         model = config.model or "default"
         return ChatGenerator(f"openai:{model}", config.base_url, model,
-                             os.environ.get("OPENAI_API_KEY", "none"), config.request_timeout), ""
+                             os.environ.get("OPENAI_API_KEY", "none"), config.request_timeout, config.llm_cache), ""
     raise GeneratorError(f"unknown --llm {spec!r}; use local, gguf:<path>, openai or extractive")
 
 

@@ -9,9 +9,13 @@ Every LLM path goes through LangChain's ``ChatOpenAI`` and the prompts in ``prom
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 
 from .config import Config
 from .claims import Clause, parse_clauses
@@ -74,11 +78,14 @@ def format_passages(passages: list[Passage]) -> str:
 class ChatGenerator(Generator):
     """An OpenAI-compatible chat model through LangChain."""
 
-    def __init__(self, name: str, base_url: str, model: str, api_key: str, timeout: float):
+    def __init__(self, name: str, base_url: str, model: str, api_key: str, timeout: float,
+                 cache_dir: str = ""):
         from langchain_openai import ChatOpenAI
         import httpx
         self.name = name
         self.base_url = base_url
+        self.replies = ReplyCache(Path(cache_dir), name) if cache_dir else None
+        self.replayed = 0  # replies taken from the cache since the counter was last read
         # Bounded waits: connecting must fail fast when the endpoint is down; a running
         # answer may take longer on a slow CPU. No retries, so a failure is reported once.
         self.llm = ChatOpenAI(base_url=base_url, model=model, api_key=api_key, temperature=0, seed=0,
@@ -86,6 +93,22 @@ class ChatGenerator(Generator):
                               max_tokens=MAX_ANSWER_TOKENS)
 
     def _stream(self, prompt, max_tokens: int, **values) -> Iterator[str]:
+        if self.replies is None:
+            yield from self._call(prompt, max_tokens, values)
+            return
+        key = self.replies.key(prompt.format_messages(**values), max_tokens)
+        reply = self.replies.get(key)
+        if reply is not None:
+            self.replayed += 1
+            yield reply
+            return
+        pieces = []
+        for piece in self._call(prompt, max_tokens, values):
+            pieces.append(piece)
+            yield piece
+        self.replies.put(key, "".join(pieces))
+
+    def _call(self, prompt, max_tokens: int, values: dict) -> Iterator[str]:
         import openai
         try:
             for chunk in (prompt | self.llm.bind(max_tokens=max_tokens)).stream(values):
@@ -111,6 +134,31 @@ class ChatGenerator(Generator):
     def restate(self, question):
         text = "".join(self._stream(RESTATE_PROMPT, MAX_RESTATE_TOKENS, question=question)).strip()
         return text.splitlines()[0].strip() if text else None
+
+
+class ReplyCache:
+    """The LLM's replies on disk, one JSON file per request hash (model name, messages,
+    token limit): written whole through a temporary file, so a crash leaves no half reply."""
+
+    def __init__(self, folder: Path, model: str):
+        self.folder, self.model = folder, model
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def key(self, messages, max_tokens: int) -> str:
+        request = [self.model, max_tokens, [(m.type, m.content) for m in messages]]
+        return hashlib.sha256(json.dumps(request, ensure_ascii=False).encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        try:
+            return json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))["reply"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, key: str, reply: str) -> None:
+        path = self.folder / f"{key}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"reply": reply}, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 class ExtractiveGenerator(Generator):

@@ -54,6 +54,7 @@ RESTATE_PROMPT = ChatPromptTemplate.from_messages([("system", RESTATE_SYSTEM), (
 REFUSAL = "文档中没有找到能回答“{question}”的内容。"
 # What was asked for is not in the documents, but something close is: say what.
 REFUSAL_NEARBY = "文档中没有找到{focus}；文档提到的是：{nearby}[1]。"
+MISSING_PART = "文档中没有找到{focus}。"  # under an answer to the other parts of a question asking several things
 REFUSAL_MARKERS = ("没有找到", "未找到", "没有相关", "无法回答", "无法根据", "没有提及", "未提及", "没有提到",
                    "未提到", "不能回答", "没有给出", "未给出", "没有说明", "未说明")
 EXTRACTIVE_LABEL = "（未使用大模型：以下为从文档中摘录的原文句子）"

@@ -85,11 +85,23 @@ def issuer_place(title: str) -> str:  # for indexes made before places were stor
     return found[-1] if found else ""
 
 
+def place_stem(place: str) -> str:
+    """A place's bare name (济南 of 济南市, 内蒙古 of 内蒙古自治区), or "" when it has none."""
+    return place[:-3] if len(place) >= 5 and place.endswith("自治区") else \
+        place[:-1] if len(place) >= 3 and place.endswith(("省", "市", "区", "县", "镇", "乡")) else ""
+
+
 def mentions_place(text: str, place: str) -> bool:
     """Whether ``text`` names ``place``, also by its bare name: people write 济南 for
     济南市 and 莱芜 for 莱芜区, which ``place_names`` cannot read as places by itself."""
     if place in place_names(text):
         return True
-    stem = place[:-3] if len(place) >= 5 and place.endswith("自治区") else \
-        place[:-1] if len(place) >= 3 and place.endswith(("省", "市", "区", "县", "镇", "乡")) else ""
+    stem = place_stem(place)
     return bool(stem) and stem in text
+
+
+def names_place(text: str, place: str) -> bool:
+    """Whether the place's name or its bare name is written in ``text`` (a table row's
+    「省（市）：广东」 names 广东省): a plain substring test, without the tagger."""
+    stem = place_stem(place)
+    return place in text or bool(stem) and stem in text

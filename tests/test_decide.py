@@ -5,7 +5,9 @@ focus. Paragraphs are real: data/corpus and eval/corpus-dev."""
 from __future__ import annotations
 
 from rag.answer import Answerer, refusal
-from rag.decide import decide, focus_of
+from rag.answer import evidence_strength
+from rag.decide import decide, foci_of, focus_of
+from rag.generators import ExtractiveGenerator
 from rag.documents import Paragraph
 from rag.generators import Generator
 from rag.prompts import UNVERIFIED_LABEL
@@ -26,10 +28,10 @@ INSPECTION = "根据省委统一部署,2020年5月8日至7月31日,省委第七�
 HOLIDAYS = "二、春节：2月4日至10日放假调休，共7天。2月2日（星期六）、2月3日（星期日）上班。"
 
 
-def hits(*paragraphs: tuple[str, str]) -> list[Hit]:
+def hits(*paragraphs: tuple[str, str], section: tuple[str, ...] = ("一、整改情况",)) -> list[Hit]:
     out = []
     for rank, (text, title) in enumerate(paragraphs, start=1):
-        p = Paragraph("doc.txt", rank, text, ("一、整改情况",), 0, len(text))
+        p = Paragraph("doc.txt", rank, text, section, 0, len(text))
         out.append(Hit(rank, 1.0 / rank, p, title, "2023-04-25", [Match(text, 1.0 / rank, 0.9)]))
     return out
 
@@ -47,6 +49,23 @@ def test_the_focus_is_what_the_question_word_is_attached_to():
     assert focus_of("莱芜区委同时出台了哪几个专项整改方案？") is None
     assert focus_of("莱芜区完成气代煤、电代煤改造各多少户？") is None
     assert focus_of("2022年济南新增规上工业企业多少家？研发投入占比是多少？") is None
+    # glue, modal and time words say nothing of what is asked; a generic noun asks for
+    # the figure of what precedes it
+    f = focus_of("在直辖市或省会城市租房住，住房租金每月能扣除多少？")
+    assert (f.asked, f.subject) == ("扣除", "住房租金")
+    assert "就业" in focus_of("四川2026年城镇新增就业的目标是多少？").asked
+    assert "总投资" in focus_of("山东省工委历史陈列馆项目的总投资是多少？").asked
+
+
+def test_a_question_asking_several_things_has_one_focus_per_part():
+    foci = foci_of("莱芜区整治私挖滥采砂石共查处了多少起案件，罚没金额是多少？")
+    assert [f.asked for f in foci.items] == ["查处案件", "罚没金额"] and not foci.describing
+    assert foci.items[1].subject == foci.items[0].subject  # the later part asks about the same thing
+    foci = foci_of("内蒙古2026年计划实施多少个重大项目、完成多少投资？")
+    assert len(foci.items) == 2 and foci.items[0].unit == "个"
+    assert foci_of("学生意外伤害责任保险的保费怎么调整？由哪个部门牵头？").describing
+    assert foci_of("莱芜区完成气代煤、电代煤改造各多少户？").several
+    assert focus_of("2019年春节放假是从哪天到哪天？").wants == "date"  # one period, not two asks
 
 
 def test_a_focus_stated_in_the_evidence_is_answered():
@@ -127,3 +146,57 @@ def test_the_subject_asked_about_must_be_what_the_paragraph_speaks_of():
     assert decide("济南市2022年的地区生产总值是多少？", hits((city, JINAN))).answer
     d = decide("济南新旧动能转换起步区2022年的地区生产总值是多少？", hits((city, JINAN)))
     assert not d.answer and "12027.5亿元" in d.nearby.sentence
+
+
+# data/corpus/laiwu-district-2021-02-08.txt, under (18)铁腕打击、综合治理私挖滥采砂石不力
+SAND = ("一是强化组织领导。制定下发《莱芜区关于进一步加强砂石资源管理的整改方案》,成立由区分管负责人任组长,13个部门、"
+        "14个街镇、2个国有企业主要负责人作为成员的砂石资源整治工作专班,制定6项专项措施、5项长效机制。二是建立联动机制。"
+        "成立联合执法队伍,组织区交通、公安、交警等部门在高庄、牛泉、雪野、和庄等镇街设置7处联合检查点,严查运输无合法来源矿产品的车辆。")
+
+
+def test_a_question_asking_two_things_neither_stated_is_refused_naming_both():
+    question = "莱芜区整治私挖滥采砂石共查处了多少起案件，罚没金额是多少？"
+    d = decide(question, hits((SAND, LAIWU)))
+    assert not d.answer and [f.asked for f in d.missing] == ["查处案件", "罚没金额"]
+    text, citations = refusal(question, d)
+    assert text == "文档中没有找到莱芜区整治私挖滥采砂石共查处案件、罚没金额。" and not citations
+
+
+def test_a_question_asking_two_things_one_stated_is_answered_and_names_the_other():
+    d = decide("2022年济南中欧班列开行了多少列，政府补贴了多少资金？", hits((TRAINS, JINAN)))
+    assert d.answer and [f.asked for f in d.missing] == ["政府补贴资金"]
+    # Direction: with both stated, nothing is missing.
+    assert not decide("2022年济南中欧班列开行了多少列，占全省多少？", hits((TRAINS, JINAN))).missing
+
+
+def test_the_answer_says_which_part_the_documents_do_not_hold(fake_sample_engine):
+    answer = Answerer(fake_sample_engine, ExtractiveGenerator()).ask("2022年济南中欧班列开行了多少列，政府补贴了多少资金？")
+    assert not answer.refused and "801列" in answer.answer
+    assert answer.answer.endswith("文档中没有找到2022年政府补贴资金。")
+
+
+# eval/corpus-dev/state-council-office-1996-tibet-classes-expansion-forwarding-notice.html (a table row)
+TIBET = "国务院办公厅转发国家教委关于内地西藏班（校）扩大招生规模请示的通知"
+GUANGDONG = ("省（市）：广东；1995年招生人数：120（扩招）；扩招：30；分年度招生任务·1996年：120；"
+             "分年度招生任务·1997年：135；分年度招生任务·1998年：150")
+
+
+def test_a_province_is_named_by_its_bare_name_in_a_table_row():
+    question = "按内地西藏初中班（校）扩大招生计划表，广东省1997年的招生任务是多少人？"
+    assert evidence_strength(question, hits((GUANGDONG, TIBET))) > 0
+    assert evidence_strength(question.replace("广东省", "河北省"), hits((GUANGDONG, TIBET))) == 0
+
+
+def test_the_document_title_and_headings_count_as_what_the_evidence_names():
+    # d050: the question names the document, whose article says only 「本办法自2019年1月1日起施行」
+    article = "第三十二条　本办法自2019年1月1日起施行。"
+    title = "国务院关于印发个人所得税专项附加扣除暂行办法的通知"
+    question = "《个人所得税专项附加扣除暂行办法》从什么时候开始施行？"
+    assert evidence_strength(question, hits((article, title))) >= 0.5
+    assert evidence_strength(question, hits((article, "关于文化企业的通知"))) < 0.5
+    # d045: the paragraph is about what its heading names (第六章 住房租金)
+    rent = "（一）直辖市、省会（首府）城市、计划单列市以及国务院确定的其他城市，扣除标准为每月1500元；"
+    question = "在直辖市或省会城市租房住，住房租金每月能扣除多少？"
+    d = decide(question, hits((rent, title), section=("个人所得税专项附加扣除暂行办法", "第六章　住房租金")))
+    assert d.answer and d.answering is not None
+    assert not decide(question, hits((rent, title), section=("第二章　子女教育",))).answer
