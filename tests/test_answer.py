@@ -433,3 +433,24 @@ def test_an_item_number_grounds_no_figure():
     assert not refused and cites and "8处" in text
     text, cites, _, _ = check_citations(f"{QUOTES_LABEL}\n{item}[1]", passages, "问题")
     assert text.endswith(item + "[1]")  # the item quoted as it stands keeps its number
+
+
+def test_llm_replies_are_replayed_from_the_cache_by_request(tmp_path):
+    """Config.llm_cache: an unchanged request is answered from disk (and counted, so the
+    answer's timings say they are not the model's); a changed one calls the model."""
+    from rag.generators import ChatGenerator
+    from rag.prompts import RESTATE_PROMPT
+    calls = []
+
+    class Counting(ChatGenerator):
+        def _call(self, prompt, max_tokens, values):
+            calls.append(values["question"])
+            yield "回答：" + values["question"]
+
+    gen = Counting("local", "http://127.0.0.1:9/v1", "local", "none", 1.0, str(tmp_path / "replies"))
+    first = "".join(gen._stream(RESTATE_PROMPT, 40, question="甲"))
+    assert "".join(gen._stream(RESTATE_PROMPT, 40, question="甲")) == first and calls == ["甲"]
+    assert gen.replayed == 1
+    assert "".join(gen._stream(RESTATE_PROMPT, 40, question="乙")) == "回答：乙" and calls == ["甲", "乙"]
+    assert "".join(gen._stream(RESTATE_PROMPT, 41, question="甲")) and calls[-1] == "甲"  # another token limit
+    assert not list((tmp_path / "replies").glob("*.tmp"))
