@@ -255,6 +255,7 @@ class Answerer:
         if decision.missing:
             missing_note.append(MISSING_PART.format(focus="、".join(f.describe() for f in decision.missing)))
         if on_evidence:
+            timings["evidence_s"] = time.perf_counter() - start  # sources can be shown from here
             on_evidence(hits)
 
         comparing = is_comparison(standalone)

@@ -221,6 +221,19 @@ def print_answer(answer) -> None:
             print(_printable(f"- {h.doc_title} · 第{h.paragraph.number}段：{h.paragraph.text[:80]}…"))
 
 
+def _evidence_to(stream):
+    """The paragraphs the answer will be drawn from, shown before the model's first token
+    (the checked answer's own sources follow it on stdout)."""
+    def show(hits) -> None:
+        stream.write("检索到的段落：\n")
+        for h in hits:
+            heading = h.paragraph.section[-1][:40] if h.paragraph.section else "(正文)"  # the nearest heading
+            stream.write(_printable(f"  · {h.doc_title} · {heading} · 第{h.paragraph.number}段") + "\n")
+        stream.write("生成中：")
+        stream.flush()
+    return show
+
+
 def _stream_to(stream):
     def write(token: str) -> None:
         stream.write(token)
@@ -236,8 +249,8 @@ def cmd_ask(engine, args) -> int:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
     # The draft streams to stderr as it is generated; stdout gets the checked answer.
-    print("生成中：", end="", file=sys.stderr, flush=True)
-    answer = answerer.ask(args.query, history, args.k, args.doc, on_token=_stream_to(sys.stderr))
+    answer = answerer.ask(args.query, history, args.k, args.doc, on_token=_stream_to(sys.stderr),
+                          on_evidence=_evidence_to(sys.stderr))
     print("\n", file=sys.stderr)
     print_answer(answer)
     return 0
@@ -260,7 +273,8 @@ def cmd_chat(engine, args) -> int:
         if not question:
             continue
         try:
-            answer = answerer.ask(question, history, args.k, args.doc, on_token=_stream_to(sys.stderr))
+            answer = answerer.ask(question, history, args.k, args.doc, on_token=_stream_to(sys.stderr),
+                                  on_evidence=_evidence_to(sys.stderr))
         except (QueryError, GeneratorError) as exc:
             print(f"rag: {exc}", file=sys.stderr)
             continue

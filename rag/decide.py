@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .chunking import split_sentences
-from .claims import COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years, strip_words
+from .claims import CHANGE_WORDS, COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years, strip_words
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
@@ -27,6 +27,7 @@ QUESTION_GLUE = ZH_GOV.question_glue
 NOT_SUBJECT = ZH_GOV.not_subject
 MONEY_WORDS = ZH_GOV.money_words
 ASKS_DESCRIPTION = ZH_GOV.asks_description
+RATIO_WORDS = ZH_GOV.ratio_words
 GENERIC_ASKED = ZH_GOV.generic_asked
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
@@ -34,6 +35,7 @@ ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it 
 TIED_SHARE = 3  # a figure is tied to the focus when its words hold a third (rounded up) of the focus's bigrams
 SUBJECT_MIN_SHARE = 0.5  # share of the subject's words the answering paragraph must hold
 
+MEASURES = {unit for unit, _ in MEASURE_UNITS.values()}
 _ALL_ASKING = sorted(ASKS_FIGURE + ASKS_DATE + ASKS_WHO, key=len, reverse=True)
 _COUNTER_AFTER = re.compile("^(" + "|".join(sorted([*COUNTERS, *MEASURE_UNITS], key=len, reverse=True)) + ")")
 
@@ -272,11 +274,16 @@ def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "")
         year = re.findall(r"(?:19|20)\d\d年", relative_years(context, doc_date))
         prefix = year[-1] + "，" if year else ""
         status = NOT_STATED
+        unit = _expected_unit(focus)
         for q in quantities(prefix + dated):
             if q.unit == "date":
                 continue
-            if focus.unit and q.unit not in (focus.unit, "", "个") and focus.unit != "个":
+            if unit and q.unit not in (unit, "", "个") and unit != "个":
                 continue
+            if unit in MEASURES and q.unit not in (unit, ""):
+                continue  # 个 counts things, not 元 or %: 「连跨3个千亿级台阶」 is no GDP
+            if q.kind == "change" and not any(w in focus.asked for w in CHANGE_WORDS):
+                continue  # a change (增长5.1%) is not the level asked for (消费总额)
             if not (_figure_tied(q, terms) or _lead_in_holds(prefix + dated, q, terms)):
                 continue
             if focus.year and q.year != focus.year and (q.year or focus.year not in document_years(doc_date)
@@ -289,6 +296,16 @@ def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "")
     tokens = [w for w in tokenize(focus.asked) if len(w) > 1] or tokenize(focus.asked)
     found = focus.asked in sentence or bool(tokens) and all(w in sentence for w in tokens)
     return STATES if found else NOT_STATED
+
+
+def _expected_unit(focus: Focus) -> str:
+    """The unit the question names (多少列 → 列), else the one its asked-for word implies:
+    an amount of money is in 元 (合同金额, 销售额), a ratio in % (贴息比例, 占比)."""
+    if focus.unit:
+        return focus.unit
+    if focus.asked.endswith(MONEY_WORDS):
+        return "元"
+    return "%" if focus.asked.endswith(RATIO_WORDS) else ""
 
 
 def _mostly_in(words: str, text: str) -> bool:
@@ -322,7 +339,7 @@ def find_focus(focus: Focus, hits: list[Hit], places: list[str] = ()
     answering = nearby = None
     best_near = 0.0
     asked, about = _asked_terms(focus.asked), _bigrams(focus.subject)
-    money = focus.wants == "figure" and (focus.unit == "元" or focus.asked.endswith(MONEY_WORDS))
+    money = focus.wants == "figure" and _expected_unit(focus) == "元"
     seen: list[tuple[str, bool]] = []  # (status, about the subject) of sentences naming what was asked
     for hit in hits[:FOCUS_PASSAGES]:
         sentences = split_sentences(hit.paragraph.text)

@@ -83,6 +83,7 @@ class Profile:
     question_glue: tuple  # words between the asked-for thing and the question word that say nothing of it
     not_subject: tuple  # question words saying how or when, not what about (可以, 每月, 今年)
     money_words: tuple  # an attribute ending in one of these is an amount of money (in 元)
+    ratio_words: tuple  # an attribute ending in one of these is a ratio (in %)
     asks_description: tuple  # question words asking for a description, a list or yes/no: no single focus
     generic_asked: tuple  # nouns that name a kind of figure, not what it is of (目标, 标准): X的目标 asks for X
     # -- the prompts' genre words and examples (rag/prompts.py)
@@ -179,7 +180,9 @@ ZH_GOV = Profile(
     asks_who=('是谁', '由谁', '谁', '哪个部门', '哪些部门', '哪家', '哪个单位', '什么单位', '哪位'),
     question_glue=('一共', '总共', '共', '累计', '合计', '总计', '大约', '约', '了', '是', '为', '有', '达到', '达', '从', '自', '于', '的', '都', '分别', '具体', '主要', '目前', '已经', '已'),
     not_subject=('可以', '能够', '能', '可', '要', '需要', '应当', '应该', '每月', '每年', '每人', '今年', '去年', '目前', '现在', '当前', '计划', '预计', '打算', '一共', '总共'),
-    money_words=('金额', '资金', '投资', '收入', '产值', '总值', '资本', '经费', '补贴', '费用', '价格', '工资', '奖金', '税'),
+    money_words=('金额', '资金', '投资', '收入', '产值', '总值', '资本', '经费', '补贴', '费用', '价格', '工资', '奖金', '税',
+                 '销售额', '总额', '成交额', '营业额', '贷款'),
+    ratio_words=('比例', '比重', '占比', '比率', '利用率', '覆盖率', '达标率', '通过率', '转化率', '失业率', '城镇化率'),
     asks_description=('如何', '怎么', '怎样', '为什么', '为何', '哪些', '哪几', '什么', '是否', '有没有', '有无', '吗',
                       '有何', '何种', '哪种', '哪类', '哪项', '哪条', '哪里', '哪儿', '区别', '不同'),
     generic_asked=('目标', '任务', '标准', '数量', '规模', '水平', '情况', '总量', '数额', '数字', '指标', '预期',

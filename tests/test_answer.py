@@ -454,3 +454,14 @@ def test_llm_replies_are_replayed_from_the_cache_by_request(tmp_path):
     assert "".join(gen._stream(RESTATE_PROMPT, 40, question="乙")) == "回答：乙" and calls == ["甲", "乙"]
     assert "".join(gen._stream(RESTATE_PROMPT, 41, question="甲")) and calls[-1] == "甲"  # another token limit
     assert not list((tmp_path / "replies").glob("*.tmp"))
+
+
+def test_rag_ask_shows_the_retrieved_paragraphs_before_the_first_token(fake_sample_engine, capsys):
+    import argparse
+    from rag import cli
+    args = argparse.Namespace(query="莱芜区如何整改砂石问题", history=None, k=None, doc=None, json=False)
+    assert cli.cmd_ask(fake_sample_engine, args) == 0
+    out = capsys.readouterr()
+    sources, _, draft = out.err.partition("生成中：")
+    assert sources.startswith("检索到的段落：") and "中共济南市莱芜区委" in sources
+    assert draft.strip() and "来源：" in out.out  # the draft followed, then the checked answer

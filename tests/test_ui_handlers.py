@@ -71,6 +71,16 @@ def test_answer_streams_a_draft_then_the_checked_answer(extractive_app):
     assert "rag-draft" not in reply_html(final[1]) and "rag-cite" in reply_html(final[1])
 
 
+def test_the_retrieved_paragraphs_are_shown_before_the_first_token(extractive_app):
+    job = Client(extractive_app.url, verbose=False).submit("莱芜区如何整改砂石问题", api_name="/ask")
+    job.result(timeout=WAIT_S)
+    drafts = [reply_html(out[1]) for out in job.outputs()[:-1] if "rag-draft" in reply_html(out[1])]
+    first_sources = next(i for i, html in enumerate(drafts) if "rag-evidence" in html)
+    # the draft that first shows the sources has no answer text yet
+    assert 'class="rag-text"></div>' in drafts[first_sources] and "rag-card" in drafts[first_sources]
+    assert any("rag-evidence" in html and 'class="rag-text"></div>' not in html for html in drafts[first_sources:])
+
+
 def test_concurrent_conversations_keep_their_own_history(extractive_app):
     both_asked = threading.Barrier(2, timeout=WAIT_S)
     results: dict[str, tuple] = {}

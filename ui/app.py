@@ -20,6 +20,7 @@ import html
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ ANSWER_IDLE_LIMIT_S = 300
 ASK_CONCURRENCY = 4  # questions answered at once; the rest wait in Gradio's queue
 DOCUMENT_HEADERS = ["标题", "日期", "段落数", "文档编号"]
 _DONE = object()  # end of an answer's token stream
+_EVIDENCE = object()  # marks the retrieved paragraphs, sent before the first token
 
 
 @dataclass
@@ -66,17 +68,18 @@ class Turn:
     error: str = ""
 
 
-def chat_messages(conversation: list[Turn], pending: tuple[str, str] | None = None) -> list[dict]:
-    """The chatbot's messages; ``pending`` is a (question, draft) still being answered."""
+def chat_messages(conversation: list[Turn], pending: tuple | None = None) -> list[dict]:
+    """The chatbot's messages; ``pending`` is a (question, draft[, evidence, evidence_s])
+    still being answered."""
     messages = []
     for turn_no, turn in enumerate(conversation, start=1):
         reply = answer_html(turn_no, turn.answer) if turn.answer else error_html(turn.error)
         messages += [{"role": "user", "content": question_html(turn.question)},
                      {"role": "assistant", "content": reply}]
     if pending:
-        question, draft = pending
+        question, draft, *evidence = pending
         messages += [{"role": "user", "content": question_html(question)},
-                     {"role": "assistant", "content": draft_html(draft)}]
+                     {"role": "assistant", "content": draft_html(draft, *evidence)}]
     return messages
 
 
@@ -141,6 +144,9 @@ def build_app(engine: Engine, uploads_dir: Path, generators: list[str] | None = 
                 raise Cancelled("the page went away during the answer")
             tokens.put(token)
 
+        def on_evidence(hits) -> None:
+            tokens.put((_EVIDENCE, hits, time.perf_counter() - asked_at))
+
         def answer_in_background() -> None:
             # Answerer.ask calls on_token synchronously; running it here lets this
             # generator hand each token to Gradio as soon as it exists.
@@ -148,7 +154,8 @@ def build_app(engine: Engine, uploads_dir: Path, generators: list[str] | None = 
                 k = check_request(llm, top_k)
                 answerer = engine.answerer(llm)
                 with queues.for_generator(answerer.generator).turn(gone):
-                    outcome["answer"] = answerer.ask(question, history, k, scope or None, on_token=on_token)
+                    outcome["answer"] = answerer.ask(question, history, k, scope or None, on_token=on_token,
+                                                     on_evidence=on_evidence)
             except Cancelled:
                 outcome["error"] = "已取消"
             except Exception as exc:  # every failure becomes a message in the chat
@@ -156,8 +163,10 @@ def build_app(engine: Engine, uploads_dir: Path, generators: list[str] | None = 
             finally:
                 tokens.put(_DONE)
 
+        asked_at = time.perf_counter()
         threading.Thread(target=answer_in_background, name="rag-answer", daemon=True).start()
         draft = ""
+        evidence: tuple = ()  # (hits, seconds after the question) once retrieval has decided them
         try:
             yield "", chat_messages(conversation, (question, draft)), conversation, None
             while True:
@@ -168,8 +177,11 @@ def build_app(engine: Engine, uploads_dir: Path, generators: list[str] | None = 
                     break
                 if token is _DONE:
                     break
-                draft += token
-                yield "", chat_messages(conversation, (question, draft)), conversation, None
+                if isinstance(token, tuple) and token[0] is _EVIDENCE:
+                    evidence = token[1:]
+                else:
+                    draft += token
+                yield "", chat_messages(conversation, (question, draft, *evidence)), conversation, None
         finally:
             gone.set()  # closed early by Gradio (the page left) or done: either way, no more tokens
         turn = Turn(question, outcome.get("answer"), outcome.get("error", ""))

@@ -106,11 +106,19 @@ def answer_html(turn: int, answer: Answer) -> str:
     return "".join(parts)
 
 
-def draft_html(draft: str) -> str:
-    """The answer while it streams: the model's raw text, before its citations are checked."""
-    status = "正在生成回答…" if draft.strip() else "正在检索文档…"
-    return (f'<div class="rag-answer rag-draft"><div class="rag-status">{status}</div>'
-            f'<div class="rag-text">{_lines(draft)}</div></div>')
+def draft_html(draft: str, evidence: list[Hit] | None = None, evidence_s: float | None = None) -> str:
+    """The answer while it streams: the model's raw text, before its citations are checked,
+    and, as soon as retrieval has decided them (before the first token), the paragraphs
+    it is drawn from; ``evidence_s`` (seconds from the question) is kept on the element
+    for the browser test's measurement."""
+    status = "正在生成回答…" if draft.strip() or evidence else "正在检索文档…"
+    parts = [f'<div class="rag-answer rag-draft"><div class="rag-status">{status}</div>'
+             f'<div class="rag-text">{_lines(draft)}</div>']
+    if evidence:
+        seconds = f' data-evidence-s="{evidence_s:.3f}"' if evidence_s is not None else ""
+        parts.append(f'<div class="rag-sources-title rag-evidence"{seconds}>检索到的段落（回答核实后标出引用）</div>')
+        parts.extend(source_card(hit) for hit in evidence)
+    return "".join(parts) + "</div>"
 
 
 def error_html(message: str) -> str:
