@@ -43,7 +43,10 @@ def _config(store: str, root: Path):
     if store == "milvus-lite":
         return base.replace(store="milvus", milvus_uri=str(root / "milvus.db"))
     # faiss_hnsw_above: 0 = always HNSW; a huge number = always flat
-    return base.replace(faiss_hnsw_above=0 if store == "faiss-hnsw" else 10**12)
+    config = base.replace(faiss_hnsw_above=0 if store == "faiss-hnsw" else 10**12)
+    if os.environ.get("BENCH_HNSW_EF_CONSTRUCTION"):  # --hnsw-ef-construction, for the child processes
+        config = config.replace(hnsw_ef_construction=int(os.environ["BENCH_HNSW_EF_CONSTRUCTION"]))
+    return config
 
 
 def _embedder():
@@ -92,26 +95,6 @@ def _du_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-def _enable_hnsw(config) -> None:
-    """FileStore builds HNSW by itself when ``faiss_hnsw_above`` is in force (rag/store.py);
-    until then the benchmark puts the same builder in place."""
-    import rag.store as store_module
-    if getattr(store_module, "HNSW_FROM_CONFIG", False):
-        return
-    import faiss
-    flat = store_module.build_dense_index
-
-    def build(vectors, dim, *args, **kwargs):
-        if len(vectors) <= config.faiss_hnsw_above:
-            return flat(vectors, dim)
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = config.hnsw_ef_construction
-        index.hnsw.efSearch = config.hnsw_ef_search
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return index
-    store_module.build_dense_index = build
-
-
 # -- the two child processes ---------------------------------------------------------------
 def child_build(store_name: str, size: int, root: Path) -> dict:
     import rag.store as store_module
@@ -121,8 +104,16 @@ def child_build(store_name: str, size: int, root: Path) -> dict:
     from synth import SentenceTokenizer, load_real, synth_documents
 
     config = _config(store_name, root)
-    if store_name == "faiss-hnsw":
-        _enable_hnsw(config)
+    if (root / "index").is_symlink():  # --hnsw-on-flat: the flat run's folder; build its graphs only
+        store = make_store(config)
+        store.configure(config)
+        started = time.perf_counter()
+        store.view()  # the first open with faiss_hnsw_above = 0 builds and keeps the graphs
+        flat = json.loads((root / "index").resolve().parent.joinpath("build.json").read_text())
+        graphs = sum(p.stat().st_size for p in (root / "index").resolve().rglob("dense-hnsw-*.faiss"))
+        return {**flat, "graphs_s": round(time.perf_counter() - started, 1),
+                "graphs_peak_rss_mib": round(peak_rss_mib()), "graphs_disk_mib": round(graphs / 2**20, 1),
+                "index": "the faiss-flat run's"}
     embedder = _embedder()
     real = load_real(embedder)
     store_module.tokenize = SentenceTokenizer()  # exact tokens, memoised (bench/synth.py)
@@ -130,7 +121,7 @@ def child_build(store_name: str, size: int, root: Path) -> dict:
     store.configure(config)
     if hasattr(store, "max_segments"):
         store.max_segments = 16  # the batches below stay separate segments: no compaction
-    batch_paragraphs = max(20_000, size // 8)
+    batch_paragraphs = max(20_000, size // 8)  # 8 segments
     manifest = lambda: Manifest(embedder.spec, embedder.dim, chunking_settings(config))  # noqa: E731
     started, generated_s, chunks, batch, in_batch = time.perf_counter(), 0.0, 0, [], 0
     gen_started = time.perf_counter()
@@ -145,7 +136,8 @@ def child_build(store_name: str, size: int, root: Path) -> dict:
     generated_s += time.perf_counter() - gen_started
     if batch:
         store.apply(manifest(), batch, [])
-    store.view()  # the first open after a write builds (and, for HNSW, keeps) the dense indexes
+    if store_name != "faiss-flat":
+        store.view()  # the first open after a write builds (and, for HNSW, keeps) the dense indexes
     total = time.perf_counter() - started
     if hasattr(store, "close"):
         store.close()
@@ -160,8 +152,6 @@ def child_query(store_name: str, size: int, root: Path, workdir: Path, threads: 
     from rag.factory import make_store
     from rag.retriever import Retriever
     config = _config(store_name, root)
-    if store_name == "faiss-hnsw":
-        _enable_hnsw(config)
     if faiss_threads:
         # One query at a time gains nothing from OpenMP's threads on 2 busy cores and loses
         # much to their spinning (rag/store.py runs single queries on one thread too).
@@ -232,7 +222,15 @@ def main() -> None:
                         help="use only the first N questions (0 = all; milvus-lite answers slowly)")
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads for FAISS in the query process (0 = FAISS's default)")
+    parser.add_argument("--hnsw-on-flat", action="store_true",
+                        help="faiss-hnsw opens the faiss-flat run's folder with faiss_hnsw_above = 0 "
+                             "(its graphs are built once and kept beside the segments) instead of "
+                             "writing the same library again")
+    parser.add_argument("--hnsw-ef-construction", type=int, default=0,
+                        help="HNSW efConstruction (0 = the configured hnsw_ef_construction)")
     args = parser.parse_args()
+    if args.hnsw_ef_construction:
+        os.environ["BENCH_HNSW_EF_CONSTRUCTION"] = str(args.hnsw_ef_construction)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     stores = [s for s in args.stores.split(",") if s]
@@ -249,6 +247,11 @@ def main() -> None:
             if args.fresh or not done.exists():
                 shutil.rmtree(root, ignore_errors=True)
                 root.mkdir(parents=True)
+                if store == "faiss-hnsw" and args.hnsw_on_flat:
+                    flat = workdir / f"faiss-flat-{size}"
+                    if not (flat / "build.json").exists():
+                        parser.error(f"--hnsw-on-flat: build {flat} first (--stores faiss-flat,faiss-hnsw)")
+                    (root / "index").symlink_to(flat / "index")
                 done.write_text(json.dumps(_run_child("_build", store, str(size), str(root))))
             row = {"store": store, **json.loads(done.read_text()),
                    **_run_child("_query", store, str(size), str(root), str(workdir), str(args.threads),

@@ -28,6 +28,13 @@ places those documents there; a replaced or removed document stays in its old se
 as a tombstone (the placement no longer points there) until compaction rewrites that
 segment. So adding one document writes that document and a manifest, not the index.
 
+Reading costs a few numbers per chunk, whatever the corpus: a view verifies every file's
+checksum when it opens (streamed), then memory-maps the vectors (searched in place by
+faiss.knn, or held once inside an HNSW graph) and the term counts (a query reads its terms'
+postings), and reads chunk and paragraph texts from the files, by the line offsets found
+while verifying, only for what a search returns. BM25 is scored over the query terms'
+postings with MaxScore pruning (FileView.keyword_search), equal to scoring every chunk.
+
 BM25 across segments: each segment stores raw term counts and chunk lengths, and the view
 computes the statistics (document frequency, average length, live chunk count) over the
 live chunks of all segments when it scores, so the scores are those of one BM25 index over
@@ -43,23 +50,29 @@ next writer removes what it left behind, with a log line.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import contextvars
 import fcntl
+import functools
 import hashlib
 import io
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
 import signal
+import struct
 import sys
 import threading
 import time
 import uuid
+import weakref
+import zipfile
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +270,84 @@ def _verify_file(path: Path, expected: dict, read: bool) -> bytes | None:
     return data
 
 
+def _open_verified(path: Path, expected: dict, lines: bool = False
+                   ) -> tuple[io.BufferedReader, np.ndarray | None]:
+    """The file, open, after checking its size and SHA-256 against the manifest (streamed:
+    the file is not held in memory); with ``lines``, the byte offsets at which its lines
+    start, then its end. IndexStateError naming the file otherwise."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise _damaged(path, "is missing") from None
+    except OSError as exc:
+        raise _damaged(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        if size != expected["bytes"]:
+            raise _damaged(path, f"has {size} bytes, the manifest records {expected['bytes']}")
+        digest, ends, pos = hashlib.sha256(), [], 0
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+            if lines:
+                ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + pos)
+            pos += len(block)
+        if digest.hexdigest() != expected["sha256"]:
+            raise _damaged(path, "does not match its checksum in the manifest (its content changed)")
+    except OSError as exc:
+        fh.close()
+        raise _damaged(path, f"cannot be read ({exc.strerror or exc})") from None
+    except BaseException:
+        fh.close()
+        raise
+    if not lines:
+        return fh, None
+    starts = np.concatenate([np.zeros(1, dtype=np.int64)] + [e.astype(np.int64) + 1 for e in ends])
+    if starts[-1] != size:  # a last line without its newline
+        starts = np.append(starts, size)
+    return fh, starts
+
+
+def _npz_mmap(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz written by np.savez (members stored uncompressed), each
+    memory-mapped where it lies in the file instead of read into memory."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename} is not an uncompressed array")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{info.filename}: no local header")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"{info.filename}: .npy version {version}")
+            data = fh.tell()
+            count = int(np.prod(shape, dtype=np.int64))
+            if dtype.hasobject or (fortran and len(shape) > 1) or data + count * dtype.itemsize > start + info.file_size:
+                raise ValueError(f"{info.filename} does not fit its entry")
+            key = info.filename[:-4]
+            out[key] = (np.memmap(path, dtype=dtype, mode="r", offset=data, shape=shape) if count
+                        else np.zeros(shape, dtype=dtype))
+    return out
+
+
+def _release(array: np.ndarray) -> None:
+    """Drop a memory-mapped array's pages from this process's resident set (they stay in
+    the page cache; the next access maps them again): after a scan at open, e.g."""
+    m = getattr(array, "_mmap", None)
+    if m is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            m.madvise(mmap.MADV_DONTNEED)
+
+
 def _checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
@@ -359,14 +450,17 @@ class Postings:
             np.savez(fh, indptr=self.indptr, rows=self.rows, counts=self.counts, lengths=self.lengths)
 
     @classmethod
-    def parse(cls, terms_bytes: bytes, postings_bytes: bytes, n_chunks: int) -> "Postings":
-        terms = json.loads(terms_bytes.decode("utf-8"))
-        with np.load(io.BytesIO(postings_bytes), allow_pickle=False) as npz:
-            p = cls(terms, npz["indptr"], npz["rows"], npz["counts"], npz["lengths"])
+    def open(cls, folder: Path, n_chunks: int) -> "Postings":
+        """A segment's term counts: rows and counts memory-mapped from postings.npz (a query
+        reads its terms' entries only), the small arrays in memory."""
+        terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
+        arrays = _npz_mmap(folder / "postings.npz")
+        p = cls(terms, np.array(arrays["indptr"]), arrays["rows"], arrays["counts"], np.array(arrays["lengths"]))
         if (not isinstance(terms, list) or len(p.indptr) != len(terms) + 1 or len(p.lengths) != n_chunks
                 or len(p.rows) != len(p.counts) or (len(p.indptr) and p.indptr[-1] != len(p.rows))
                 or (len(p.rows) and (p.rows.min() < 0 or p.rows.max() >= n_chunks))):
             raise ValueError("term counts do not fit the segment's chunks")
+        _release(p.rows)
         return p
 
 
@@ -393,10 +487,7 @@ def build_dense_index(vectors: np.ndarray, dim: int, folder: Path | None = None)
     import faiss
     settings = _dense_settings.get()
     if len(vectors) <= settings["hnsw_above"]:
-        dense = faiss.IndexFlatIP(dim)
-        if len(vectors):
-            dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return dense
+        return FlatVectors(vectors)
     m, ef_construction = int(settings["m"]), int(settings["ef_construction"])
     path = folder / f"dense-hnsw-m{m}-efc{ef_construction}.faiss" if folder is not None else None
     dense = None
@@ -411,6 +502,7 @@ def build_dense_index(vectors: np.ndarray, dim: int, folder: Path | None = None)
         dense = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         dense.hnsw.efConstruction = ef_construction
         dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        _release(vectors)  # the graph holds its own copy
         if path is not None:
             tmp = path.with_name(f"tmp-{uuid.uuid4().hex[:8]}-{path.name}")
             try:
@@ -420,6 +512,36 @@ def build_dense_index(vectors: np.ndarray, dim: int, folder: Path | None = None)
                 tmp.unlink(missing_ok=True)
     dense.hnsw.efSearch = int(settings["ef_search"])
     return dense
+
+
+class FlatVectors:
+    """A segment's exact dense index: inner products over its memory-mapped vectors by
+    ``faiss.knn`` (the routine IndexFlatIP.search runs), so the vectors are not copied
+    into an index; a filter scores the allowed rows (in blocks, copied)."""
+
+    BLOCK = 65_536
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+        self.ntotal, self.d = vectors.shape
+
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None):
+        import faiss
+        if rows is None:
+            return faiss.knn(query, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        scores, ids = [], []
+        for b in range(0, len(rows), self.BLOCK):
+            part = rows[b:b + self.BLOCK]
+            d, i = faiss.knn(query, np.ascontiguousarray(self.vectors[part]), min(k, len(part)),
+                             metric=faiss.METRIC_INNER_PRODUCT)
+            found = i[0] >= 0
+            scores.append(d[0][found])
+            ids.append(part[i[0][found]])
+        if len(scores) == 1:
+            return scores[0][None], ids[0][None]
+        scores, ids = np.concatenate(scores), np.concatenate(ids)
+        best = np.lexsort((ids, -scores))[:k]  # ties: the earlier row, as faiss's heap keeps
+        return scores[best][None], ids[best][None]
 
 
 @contextlib.contextmanager
@@ -444,44 +566,125 @@ def one_omp_thread():
 
 
 # -- segments ------------------------------------------------------------------------------
-@dataclass
+def _close_files(files: list) -> None:
+    for fh in files:
+        with contextlib.suppress(OSError):
+            fh.close()
+
+
 class Segment:
-    """One immutable segment, loaded and verified."""
-    name: str
-    chunks: list[Chunk]
-    paragraphs: list[Paragraph]
-    vectors: np.ndarray
-    postings: Postings
-    dense: object = None
-    term_index: dict[str, int] = field(default_factory=dict)
+    """One immutable segment, verified when opened. What a view keeps of it is small: the
+    vectors and the BM25 term counts are memory-mapped from its files (a query reads the
+    pages it needs; the vectors are held once, by the page cache, or once inside an HNSW
+    graph), and its chunks and paragraphs are read from its files when asked for, by the
+    line offsets found while its checksum was verified. So a view costs a few numbers per
+    chunk, not the chunk's texts as Python objects."""
+
+    def __init__(self, folder: Path, vectors: np.ndarray, postings: Postings, files: dict,
+                 lines: dict[str, np.ndarray], rows: dict[str, list[int]]):
+        self.name, self.folder = folder.name, folder
+        self.vectors, self.postings = vectors, postings
+        self._files, self._lines = files, lines  # open file objects, line offsets
+        self.rows = rows  # doc_id → [first chunk, chunks, first paragraph, paragraphs]
+        self.size = len(lines["chunks.jsonl"]) - 1  # chunks
+        self.paragraph_count = len(lines["paragraphs.jsonl"]) - 1
+        self.dense = None
+        self.term_index = {t: i for i, t in enumerate(postings.terms)}
+        self._finalizer = weakref.finalize(self, _close_files, list(files.values()))
 
     @classmethod
-    def load(cls, folder: Path, info: dict, dim: int) -> "Segment":
-        files = info["files"]
-        data = {name: _verify_file(folder / name, expected, read=True) for name, expected in files.items()}
-        name = folder.name
+    def load(cls, folder: Path, info: dict, dim: int, dense: bool = True) -> "Segment":
+        """The segment verified (every file's size and SHA-256, streamed: nothing is held
+        in memory for it). ``dense=False``: without its FAISS index (compaction, repair)."""
+        files: dict[str, io.BufferedReader] = {}
         try:
-            chunks = [Chunk(**row) for row in _parse_jsonl(data["chunks.jsonl"])]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise _damaged(folder / "chunks.jsonl", f"cannot be parsed ({exc})") from None
-        try:
-            paragraphs = [Paragraph.from_dict(row) for row in _parse_jsonl(data["paragraphs.jsonl"])]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise _damaged(folder / "paragraphs.jsonl", f"cannot be parsed ({exc})") from None
-        try:
-            vectors = np.load(io.BytesIO(data["vectors.npy"]), allow_pickle=False)
-            if vectors.shape != (len(chunks), dim) or vectors.dtype != np.float32:
-                raise ValueError(f"shape {vectors.shape} {vectors.dtype}, expected ({len(chunks)}, {dim}) float32")
-        except (ValueError, OSError) as exc:
-            raise _damaged(folder / "vectors.npy", f"cannot be used ({exc})") from None
-        try:
-            postings = Postings.parse(data["terms.json"], data["postings.npz"], len(chunks))
-        except (ValueError, OSError, KeyError, TypeError) as exc:
-            raise _damaged(folder / "postings.npz", f"cannot be used ({exc})") from None
-        segment = cls(name, chunks, paragraphs, vectors, postings)
-        segment.dense = build_dense_index(vectors, dim, folder)
-        segment.term_index = {t: i for i, t in enumerate(postings.terms)}
+            lines: dict[str, np.ndarray] = {}
+            for name, expected in info["files"].items():
+                path = folder / name
+                fh, starts = _open_verified(path, expected, lines=name.endswith(".jsonl"))
+                if starts is not None:
+                    files[name], lines[name] = fh, starts
+                else:
+                    fh.close()
+            for name in ("chunks.jsonl", "paragraphs.jsonl", "vectors.npy", "terms.json", "postings.npz"):
+                if name not in info["files"]:
+                    raise _damaged(folder / name, "is not recorded in the manifest")
+            n = len(lines["chunks.jsonl"]) - 1
+            try:
+                vectors = np.load(folder / "vectors.npy", mmap_mode="r" if n else None, allow_pickle=False)
+                if vectors.shape != (n, dim) or vectors.dtype != np.float32:
+                    raise ValueError(f"shape {vectors.shape} {vectors.dtype}, expected ({n}, {dim}) float32")
+            except (ValueError, OSError) as exc:
+                raise _damaged(folder / "vectors.npy", f"cannot be used ({exc})") from None
+            try:
+                postings = Postings.open(folder, n)
+            except (ValueError, OSError, KeyError, TypeError) as exc:
+                raise _damaged(folder / "postings.npz", f"cannot be used ({exc})") from None
+            rows = info.get("rows")
+            segment = cls(folder, vectors, postings, files, lines, rows or {})
+            if rows is None:  # written before the manifest recorded each document's rows
+                segment.rows = _document_rows(segment.chunks, segment.paragraphs)
+            segment._check_rows()
+        except BaseException:
+            _close_files(list(files.values()))
+            raise
+        if dense:
+            segment.dense = build_dense_index(vectors, dim, folder)
         return segment
+
+    def _check_rows(self) -> None:
+        """The manifest's rows of each document fit the files; each chunk row's document."""
+        self.docs = sorted(self.rows, key=lambda d: self.rows[d][0])
+        self._chunk_doc = np.full(self.size, -1, dtype=np.int32)
+        chunks = paragraphs = 0
+        for i, d in enumerate(self.docs):
+            c0, nc, p0, np_ = (int(v) for v in self.rows[d])
+            if min(c0, nc, p0, np_) < 0 or c0 + nc > self.size or p0 + np_ > self.paragraph_count:
+                raise _damaged(self.folder, f"does not hold the rows the manifest records for {d}")
+            self._chunk_doc[c0:c0 + nc] = i
+            chunks, paragraphs = chunks + nc, paragraphs + np_
+        if chunks != self.size or paragraphs != self.paragraph_count or (self._chunk_doc < 0).any():
+            raise _damaged(self.folder, "holds rows the manifest does not place")
+
+    def _read(self, name: str, start: int, stop: int) -> list[dict]:
+        if start >= stop:
+            return []
+        lines = self._lines[name]
+        lo, hi = int(lines[start]), int(lines[stop])
+        try:
+            data = os.pread(self._files[name].fileno(), hi - lo, lo)
+            if len(data) != hi - lo:
+                raise ValueError("shorter than when it was opened")
+            return _parse_jsonl(data)
+        except (OSError, ValueError) as exc:
+            raise _damaged(self.folder / name, f"cannot be parsed ({exc})") from None
+
+    def read_chunks(self, start: int, stop: int) -> list[Chunk]:
+        """Chunks ``start``..``stop`` of the segment, read from chunks.jsonl."""
+        try:
+            chunks = [Chunk(**row) for row in self._read("chunks.jsonl", start, stop)]
+        except TypeError as exc:
+            raise _damaged(self.folder / "chunks.jsonl", f"cannot be parsed ({exc})") from None
+        for i, c in enumerate(chunks, start):
+            if c.doc_id != self.docs[self._chunk_doc[i]]:
+                raise _damaged(self.folder / "chunks.jsonl", "holds rows of another document")
+        return chunks
+
+    def read_paragraphs(self, start: int, stop: int) -> list[Paragraph]:
+        try:
+            return [Paragraph.from_dict(row) for row in self._read("paragraphs.jsonl", start, stop)]
+        except (TypeError, KeyError) as exc:
+            raise _damaged(self.folder / "paragraphs.jsonl", f"cannot be parsed ({exc})") from None
+
+    @functools.cached_property
+    def chunks(self) -> list[Chunk]:
+        """All the segment's chunks (compaction and repair read the whole segment)."""
+        return self.read_chunks(0, self.size) if self.rows else \
+            [Chunk(**row) for row in self._read("chunks.jsonl", 0, self.size)]
+
+    @functools.cached_property
+    def paragraphs(self) -> list[Paragraph]:
+        return self.read_paragraphs(0, self.paragraph_count)
 
     @staticmethod
     def verify(folder: Path, info: dict, hash_all: bool = False) -> None:
@@ -547,8 +750,36 @@ def _document_rows(chunks: list[Chunk], paragraphs: list[Paragraph]) -> dict[str
 
 
 # -- reading -------------------------------------------------------------------------------
+class _Cache:
+    """The last ``size`` values read, by key (thread-safe; no reference back to the view,
+    so a view is freed, and its segments' files closed, as soon as nothing uses it)."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, read):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = read(key)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
 class FileView(IndexView):
-    """One generation: its manifest and the live chunks of its segments, in memory."""
+    """One generation: its manifest, and per chunk a few numbers (its document's rank,
+    whether it is live, its BM25 length norm); vectors and term counts stay memory-mapped
+    in the segments' files and texts are read from them for the chunks a search returns."""
+
+    CHUNK_CACHE = 16_384  # chunks kept parsed (a query reads ~100: its fused candidates)
+    DOCUMENT_CACHE = 256  # documents whose paragraphs are kept parsed
+    # BM25: when the candidates are more than this fraction of a segment, its chunks are
+    # scored at once (postings walked) rather than looked up candidate by candidate.
+    SCORE_WHOLE_SEGMENT_ABOVE = 0.125
 
     def __init__(self, root: Path, gen: str, record: dict):
         self.gen, self.record = gen, record
@@ -557,61 +788,149 @@ class FileView(IndexView):
         placement: dict[str, str] = record["placement"]
         self.segments = [Segment.load(root / "segments" / name, info, self.manifest.dim)
                          for name, info in record["segments"].items()]
-        self._chunks: list[Chunk] = []
-        self._offsets: list[int] = []
-        live: list[np.ndarray] = []
-        self._paragraphs: dict[str, Paragraph] = {}
-        by_doc: dict[str, list[int]] = {}
-        for segment in self.segments:
-            offset = len(self._chunks)
-            self._offsets.append(offset)
-            self._chunks.extend(segment.chunks)
-            mask = np.array([placement.get(c.doc_id) == segment.name for c in segment.chunks], dtype=bool)
-            live.append(mask)
-            for i in np.flatnonzero(mask):
-                by_doc.setdefault(segment.chunks[i].doc_id, []).append(offset + int(i))
-            for p in segment.paragraphs:
-                if placement.get(p.doc_id) == segment.name:
-                    self._paragraphs[p.id] = p
-        self._live = np.concatenate(live) if live else np.zeros(0, dtype=bool)
         # Ties are broken by document id, then by position (a document's chunks are in its
         # order within its segment), so a ranking does not depend on which segment holds what.
         rank_of = {d: i for i, d in enumerate(sorted(placement))}
-        self._doc_order = np.array([rank_of.get(c.doc_id, len(rank_of)) for c in self._chunks], dtype=np.int64)
-        self._doc_positions = {d: np.array(v, dtype=np.int64) for d, v in by_doc.items()}
+        self._offsets: list[int] = []
+        self._doc_range: dict[str, tuple[int, int, int]] = {}  # doc → (segment, first position, chunks)
+        live, order = [], []
+        total = 0
+        for s, segment in enumerate(self.segments):
+            self._offsets.append(total)
+            mask = np.zeros(segment.size, dtype=bool)
+            ranks = np.full(segment.size, len(rank_of), dtype=np.int64)
+            for d, (c0, nc, _, _) in segment.rows.items():
+                ranks[c0:c0 + nc] = rank_of.get(d, len(rank_of))
+                if placement.get(d) == segment.name:
+                    mask[c0:c0 + nc] = True
+                    self._doc_range[d] = (s, total + c0, nc)
+            live.append(mask)
+            order.append(ranks)
+            total += segment.size
+        self._total = total
+        self._live = np.concatenate(live) if live else np.zeros(0, dtype=bool)
+        self._doc_order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+        # Per segment: None when every chunk is live, else its live rows and each term's
+        # live document frequency (tombstones of replaced documents do not count).
+        self._live_rows: list[np.ndarray | None] = []
+        self._live_df: list[np.ndarray | None] = []
+        for segment, mask in zip(self.segments, live):
+            if mask.all():
+                self._live_rows.append(None)
+                self._live_df.append(None)
+                continue
+            self._live_rows.append(np.flatnonzero(mask))
+            p = segment.postings
+            cum = np.concatenate([[0], np.cumsum(mask[np.asarray(p.rows)], dtype=np.int64)])
+            self._live_df.append(cum[p.indptr[1:]] - cum[p.indptr[:-1]])
+            _release(p.rows)
         missing = [d for d in self.manifest.documents if d not in placement]
         if missing:
             raise _damaged(root / gen / "manifest.json", f"places no chunks for {', '.join(missing[:3])}")
-        lengths = np.concatenate([s.postings.lengths for s in self.segments]) if self.segments else \
-            np.zeros(0, dtype=np.int32)
-        self._lengths = lengths.astype(np.float64)
+        lengths = (np.concatenate([s.postings.lengths for s in self.segments]) if self.segments else
+                   np.zeros(0, dtype=np.int32)).astype(np.float64)
         self._live_count = int(self._live.sum())
-        self._avg_length = float(self._lengths[self._live].mean()) if self._live_count else 0.0
+        self._avg_length = float(lengths[self._live].mean()) if self._live_count else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths / self._avg_length)
+        # The postings as plain arrays over the same mapped pages (slicing a np.memmap costs
+        # more than the slice), and each term's largest tf/(tf + norm): its BM25 bound per idf.
+        self._postings = [(np.asarray(s.postings.rows).view(np.ndarray), np.asarray(s.postings.counts).view(np.ndarray))
+                          for s in self.segments]
+        self._max_impact = [self._impacts(s, offset) for s, offset in zip(self.segments, self._offsets)]
+        self._chunks = _Cache(self.CHUNK_CACHE)
+        self._paragraph_cache = _Cache(self.CHUNK_CACHE)
+        self._document_cache = _Cache(self.DOCUMENT_CACHE)
 
-    def document(self, doc_id):
-        positions = self._doc_positions.get(doc_id, np.zeros(0, dtype=np.int64))
-        paragraphs = sorted((p for p in self._paragraphs.values() if p.doc_id == doc_id), key=lambda p: p.number)
-        if len(positions):  # a document's chunks all live in one segment
-            segment, first = self._locate(int(positions[0]))
-            vectors = segment.vectors[positions - (int(positions[0]) - first)]
-        else:
-            vectors = np.zeros((0, self.manifest.dim), dtype=np.float32)
-        return DocumentEntry(meta=self.manifest.documents[doc_id], paragraphs=paragraphs,
-                             chunks=[self._chunks[i] for i in positions], vectors=vectors)
+    def _document_paragraphs(self, doc_id: str) -> dict[int, Paragraph]:
+        return self._document_cache.get(doc_id, self._read_paragraphs)
+
+    def _impacts(self, segment: Segment, offset: int, block: int = 1 << 22) -> np.ndarray:
+        """Per term of the segment, the largest tf/(tf + norm) of its chunks (tombstones
+        included: a bound), read block by block; the pages read are released after."""
+        p = segment.postings
+        best = np.zeros(len(p.terms), dtype=np.float64)
+        if not len(p.rows) or not self._live_count:
+            return best
+        norm = self._norm[offset:offset + segment.size]
+        indptr = p.indptr
+        nonempty = np.flatnonzero(np.diff(indptr) > 0)
+        for lo in range(0, len(p.rows), block):
+            hi = min(lo + block, len(p.rows))
+            tf = np.asarray(p.counts[lo:hi], dtype=np.float64)
+            impact = tf / (tf + norm[np.asarray(p.rows[lo:hi])])
+            # the terms with entries in [lo, hi): each one's maximum over its part of the block
+            ts = nonempty[(indptr[nonempty + 1] > lo) & (indptr[nonempty] < hi)]
+            best[ts] = np.maximum(best[ts], np.maximum.reduceat(impact, np.maximum(indptr[ts], lo) - lo))
+        _release(p.rows)
+        _release(p.counts)
+        return best
 
     def _locate(self, position: int) -> tuple[Segment, int]:
-        import bisect
         s = bisect.bisect_right(self._offsets, position) - 1
         return self.segments[s], position - self._offsets[s]
 
+    def _read_chunk(self, position: int) -> Chunk:
+        if not 0 <= position < self._total:
+            raise IndexError(f"chunk position {position} out of range")
+        segment, row = self._locate(position)
+        return segment.read_chunks(row, row + 1)[0]
+
+    def _read_paragraph(self, doc_id: str, number: int) -> Paragraph | None:
+        """One paragraph of a live document: its line is read when the document's
+        paragraphs are in number order from 1 (as written), else the document's lines."""
+        name = self.record["placement"].get(doc_id)
+        for segment in self.segments:
+            if segment.name == name and doc_id in segment.rows:
+                _, _, p0, np_ = segment.rows[doc_id]
+                if 1 <= number <= np_:
+                    found = segment.read_paragraphs(p0 + number - 1, p0 + number)[0]
+                    if found.doc_id == doc_id and found.number == number:
+                        return found
+                return self._document_paragraphs(doc_id).get(number)
+        return None
+
+    def _read_paragraphs(self, doc_id: str) -> dict[int, Paragraph]:
+        """A live document's paragraphs by number, read from its segment."""
+        name = self.record["placement"].get(doc_id)
+        for segment in self.segments:
+            if segment.name == name and doc_id in segment.rows:
+                _, _, p0, np_ = segment.rows[doc_id]
+                return {p.number: p for p in segment.read_paragraphs(p0, p0 + np_)}
+        return {}
+
+    def document(self, doc_id):
+        meta = self.manifest.documents[doc_id]
+        paragraphs = sorted(self._document_paragraphs(doc_id).values(), key=lambda p: p.number)
+        if doc_id in self._doc_range and self._doc_range[doc_id][2]:
+            s, first, count = self._doc_range[doc_id]
+            segment, row = self.segments[s], first - self._offsets[s]
+            chunks = segment.read_chunks(row, row + count)
+            vectors = np.array(segment.vectors[row:row + count], dtype=np.float32)
+        else:
+            chunks, vectors = [], np.zeros((0, self.manifest.dim), dtype=np.float32)
+        return DocumentEntry(meta=meta, paragraphs=paragraphs, chunks=chunks, vectors=vectors)
+
     def paragraph(self, paragraph_id):
-        return self._paragraphs[paragraph_id]
+        doc_id, _, number = paragraph_id.rpartition("#")
+        found = self._paragraph_cache.get(paragraph_id, lambda _: self._read_paragraph(doc_id, int(number))
+                                          if number.isdigit() else None)
+        if found is None:
+            raise KeyError(paragraph_id)
+        return found
 
     def paragraphs(self):
-        return list(self._paragraphs.values())
+        """Every live paragraph (reads them all: for tools, not for searches)."""
+        found: dict[str, Paragraph] = {}
+        placement = self.record["placement"]
+        for segment in self.segments:
+            for p in segment.read_paragraphs(0, segment.paragraph_count):
+                if placement.get(p.doc_id) == segment.name:
+                    found[p.id] = p
+        return list(found.values())
 
     def chunk(self, position):
-        return self._chunks[position]
+        return self._chunks.get(int(position), self._read_chunk)
 
     def __len__(self):
         return self._live_count
@@ -620,73 +939,170 @@ class FileView(IndexView):
         """A mask of the searchable positions: live, and of the given documents if any."""
         if doc_ids is None:
             return self._live
-        mask = np.zeros(len(self._chunks), dtype=bool)
+        mask = np.zeros(self._total, dtype=bool)
         for d in doc_ids:
-            if d in self._doc_positions:
-                mask[self._doc_positions[d]] = True
+            if d in self._doc_range:
+                _, first, count = self._doc_range[d]
+                mask[first:first + count] = True
         return mask
+
+    def _searchable_rows(self, s: int, doc_ids: set[str] | None, allowed: np.ndarray | None) -> np.ndarray | None:
+        """The rows of segment ``s`` a search may return; None when all of them."""
+        if doc_ids is None:
+            return self._live_rows[s]
+        offset, size = self._offsets[s], self.segments[s].size
+        return np.flatnonzero(allowed[offset:offset + size])
 
     def dense_search(self, vector, n, doc_ids=None):
         import faiss
-        allowed = self._allowed(doc_ids)
+        allowed = self._allowed(doc_ids) if doc_ids is not None else None
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         found: list[tuple[int, float]] = []
-        for segment, offset in zip(self.segments, self._offsets):
-            local = np.flatnonzero(allowed[offset:offset + len(segment.chunks)])
-            m = min(n, len(local))
+        for s, (segment, offset) in enumerate(zip(self.segments, self._offsets)):
+            local = self._searchable_rows(s, doc_ids, allowed)
+            m = min(n, segment.size if local is None else len(local))
             if m == 0:
                 continue
-            if len(local) == len(segment.chunks):
-                params = None
-            elif isinstance(segment.dense, faiss.IndexHNSWFlat):
-                # A filter on a graph: few allowed chunks are scored exactly (the graph's walk
-                # would mostly meet excluded ones), many through the graph with a selector.
-                if len(local) <= 50_000:
-                    scores = segment.vectors[local] @ query[0]
-                    top = np.argsort(-scores, kind="stable")[:m]
-                    found.extend((offset + int(local[i]), float(scores[i])) for i in top)
-                    continue
-                params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBatch(local.astype(np.int64)),
-                                                    efSearch=max(segment.dense.hnsw.efSearch, m))
+            if not isinstance(segment.dense, faiss.IndexHNSW):  # FlatVectors
+                with one_omp_thread():
+                    scores, ids = segment.dense.search(query, m, rows=local)
             else:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(local.astype(np.int64)))
-            with one_omp_thread():
-                scores, ids = segment.dense.search(query, m, params=params)
-            found.extend((offset + int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0)
+                params = None
+                if local is not None:
+                    # A filter on a graph: few allowed chunks are scored exactly (the graph's
+                    # walk would mostly meet excluded ones), many through the graph with a selector.
+                    if len(local) <= 50_000:
+                        scores = segment.vectors[local] @ query[0]
+                        top = np.argsort(-scores, kind="stable")[:m]
+                        found.extend((offset + int(local[i]), float(scores[i])) for i in top)
+                        continue
+                    params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBatch(local.astype(np.int64)),
+                                                        efSearch=max(segment.dense.hnsw.efSearch, m))
+                with one_omp_thread():
+                    scores, ids = segment.dense.search(query, m, params=params)
+            found.extend((offset + int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0)
         found.sort(key=lambda r: (-r[1], int(self._doc_order[r[0]]), r[0]))
         return found[:n]
 
+    # BM25 over the query terms' postings only, with MaxScore pruning (Turtle & Flood 1995):
+    # terms are taken highest bound first as the generators of candidates; once the bounds
+    # of the terms not taken sum to less than the n-th best candidate score, a chunk holding
+    # none of the taken terms cannot enter the top n, so the common terms' long postings are
+    # only looked up for the candidates, never walked. A term's bound is its idf times the
+    # largest tf/(tf + norm) among its chunks (computed when the view opens). Each
+    # candidate's score is the full BM25 sum, added term by term in the query's order, so
+    # scores and ranking are those of scoring every chunk (tests/test_scale.py checks both).
     def keyword_search(self, tokens, n, doc_ids=None):
-        if not tokens or not self._live_count:
+        if not tokens or not self._live_count or n <= 0:
             return []
-        allowed = self._allowed(doc_ids)
-        scores = np.zeros(len(self._chunks), dtype=np.float64)
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * self._lengths / self._avg_length)
-        postings_of: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for token in set(tokens):
-            entries = []
-            for segment, offset in zip(self.segments, self._offsets):
+        allowed = self._allowed(doc_ids) if doc_ids is not None else None
+        terms: dict[str, tuple[float, dict[int, tuple[int, int]]]] = {}  # token → (idf, segment → slice)
+        bound: dict[str, float] = {}
+        for token in dict.fromkeys(tokens):
+            slices, df, impact = {}, 0, 0.0
+            for s, segment in enumerate(self.segments):
                 t = segment.term_index.get(token)
                 if t is None:
                     continue
-                p = segment.postings
-                rows = p.rows[p.indptr[t]:p.indptr[t + 1]].astype(np.int64) + offset
-                keep = self._live[rows]
-                entries.append((rows[keep], p.counts[p.indptr[t]:p.indptr[t + 1]][keep].astype(np.float64)))
-            postings_of[token] = entries
-        for token in tokens:  # a repeated query word counts again, as in bm25s
-            entries = postings_of[token]
-            df = sum(len(rows) for rows, _ in entries)
-            if not df:
+                lo, hi = int(segment.postings.indptr[t]), int(segment.postings.indptr[t + 1])
+                live_df = hi - lo if self._live_df[s] is None else int(self._live_df[s][t])
+                if live_df:
+                    slices[s], df = (lo, hi), df + live_df
+                    impact = max(impact, float(self._max_impact[s][t]))
+            if df:
+                idf = np.log(1 + (self._live_count - df + 0.5) / (df + 0.5))
+                terms[token], bound[token] = (idf, slices), float(idf) * impact
+        if not terms:
+            return []
+        repeats = Counter(t for t in tokens if t in terms)  # a repeated query word counts again, as in bm25s
+        generators = sorted(terms, key=lambda t: -bound[t] * repeats[t])
+        tails = np.cumsum([bound[t] * repeats[t] for t in reversed(generators)])[::-1].tolist() + [0.0]
+
+        def enough(theta: float) -> int:
+            """The fewest generators whose left-out terms cannot reach ``theta``."""
+            return next(j for j in range(1, len(generators) + 1) if tails[j] < theta * (1 - 1e-6))
+
+        # First as many generators as hold n chunks, for a first n-th best score; then as many
+        # as that score requires (more generators only raise the n-th best score).
+        taken = next((j for j in range(1, len(generators) + 1)
+                      if sum(terms[t][1][s][1] - terms[t][1][s][0] for t in generators[:j] for s in terms[t][1]) >= n),
+                     len(generators))
+        while True:
+            positions, scores = self._bm25_candidates(tokens, terms, generators[:taken], allowed)
+            if taken == len(generators):
+                break
+            if len(scores) < n:
+                taken += 1
                 continue
-            idf = np.log(1 + (self._live_count - df + 0.5) / (df + 0.5))
-            for rows, tf in entries:
-                scores[rows] += idf * tf / (tf + norm[rows])
+            theta = float(np.partition(scores, len(scores) - n)[len(scores) - n])
+            needed = enough(theta)
+            if needed <= taken:
+                break
+            taken = needed
         scores = scores.astype(np.float32)
-        scores[~allowed] = 0
-        candidates = np.flatnonzero(scores > 0)
-        top = candidates[np.lexsort((candidates, self._doc_order[candidates], -scores[candidates]))][:n]
-        return [(int(i), float(scores[i])) for i in top]
+        keep = scores > 0
+        positions, scores = positions[keep], scores[keep]
+        if len(scores) > n:  # only ties at the n-th score need the full ordering
+            keep = scores >= np.partition(scores, len(scores) - n)[len(scores) - n]
+            positions, scores = positions[keep], scores[keep]
+        top = np.lexsort((positions, self._doc_order[positions], -scores))[:n]
+        return [(int(positions[i]), float(scores[i])) for i in top]
+
+    def _bm25_candidates(self, tokens, terms, generators, allowed) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, float64 BM25 scores) of every searchable chunk holding a generator
+        term, each scored over all the query's terms."""
+        all_positions, all_scores = [], []
+        for s, segment in enumerate(self.segments):
+            p, offset = segment.postings, self._offsets[s]
+            rows_of, counts_of = self._postings[s]
+            spans = [terms[t][1][s] for t in generators if s in terms[t][1]]
+            if not spans:
+                continue
+            if len(spans) == 1:
+                rows = rows_of[spans[0][0]:spans[0][1]]  # ascending, unique
+            else:
+                mark = np.zeros(segment.size, dtype=bool)
+                for lo, hi in spans:
+                    mark[rows_of[lo:hi]] = True
+                rows = np.flatnonzero(mark).astype(rows_of.dtype)
+            searchable = self._live if allowed is None else allowed
+            if allowed is not None or self._live_rows[s] is not None:
+                rows = rows[searchable[offset + rows]]
+            if not len(rows):
+                continue
+            if len(rows) > segment.size * self.SCORE_WHOLE_SEGMENT_ABOVE:
+                # Most of the segment: its chunks scored at once, postings walked in full.
+                full = np.zeros(segment.size, dtype=np.float64)
+                for token in tokens:
+                    if token not in terms or s not in terms[token][1]:
+                        continue
+                    idf, (lo, hi) = terms[token][0], terms[token][1][s]
+                    r = rows_of[lo:hi].astype(np.int64)
+                    tf = counts_of[lo:hi].astype(np.float64)
+                    if self._live_rows[s] is not None:
+                        live = self._live[offset + r]
+                        r, tf = r[live], tf[live]
+                    full[r] += idf * tf / (tf + self._norm[offset + r])
+                scores = full[rows]
+            else:
+                scores = np.zeros(len(rows), dtype=np.float64)
+                norm = self._norm[offset + rows]
+                for token in tokens:
+                    if token not in terms or s not in terms[token][1]:
+                        continue
+                    idf, (lo, hi) = terms[token][0], terms[token][1][s]
+                    term_rows = rows_of[lo:hi]  # ascending
+                    at = np.minimum(np.searchsorted(term_rows, rows), hi - lo - 1)
+                    hit = term_rows[at] == rows
+                    if not hit.any():
+                        continue
+                    tf = counts_of[lo:hi][at[hit]].astype(np.float64)
+                    scores[hit] += idf * tf / (tf + norm[hit])
+            all_positions.append(offset + rows.astype(np.int64))
+            all_scores.append(scores)
+        if not all_positions:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return np.concatenate(all_positions), np.concatenate(all_scores)
 
 
 # -- the index folder ----------------------------------------------------------------------
@@ -1008,7 +1424,7 @@ class FileStore(Store):
         chosen |= {s for s in segments if live[s] < segments[s]["chunks"] / 2}
         if len(chosen) < 2:
             return
-        loaded = [Segment.load(self.root / "segments" / s, segments[s], dim) for s in sorted(chosen)]
+        loaded = [Segment.load(self.root / "segments" / s, segments[s], dim, dense=False) for s in sorted(chosen)]
         chunks, paragraphs, vectors, parts = [], [], [], []
         for seg in loaded:
             keep = np.array([i for i, c in enumerate(seg.chunks) if placement.get(c.doc_id) == seg.name],
@@ -1133,7 +1549,7 @@ class FileStore(Store):
         entries: dict[str, DocumentEntry] = {}
         for name, info in record["segments"].items():
             try:
-                segment = Segment.load(self.root / "segments" / name, info, manifest.dim)
+                segment = Segment.load(self.root / "segments" / name, info, manifest.dim, dense=False)
             except IndexStateError as exc:
                 problems.append(str(exc))
                 continue
