@@ -98,20 +98,29 @@ _YEARISH = re.compile(r"^(19|20)\d\d$")
 ATTRIBUTE_NEAR = 12  # characters before a figure in the source within which its attribute must stand
 
 
-def _figures_with_attribute(text: str) -> list[tuple[str, str]]:
-    """(figure with its unit, the two characters the text ties to it) for each figure that
-    is not a year or part of a date (2022年, 9月16日)."""
+_COUNTERS = set("个家名项处条件所户人座批次台辆场")  # what a counted figure is followed by the noun of
+_ITEM = re.compile(r"^\s*\d{1,2}[.、)）]$")  # 1. 2、 opening a line number a list
+
+
+def _figures_with_attribute(text: str) -> list[tuple[str, str, str]]:
+    """(figure with its unit, the two characters the text ties to it before, the two it
+    counts after: 7个街镇) for each figure that is not a year, part of a date (2022年,
+    9月16日), an item number opening a line (1.) or part of a name (“3+3”)."""
     text = _CITATION.sub(" ", unicodedata.normalize("NFKC", text))
     out = []
     for m in _FIGURE.finditer(text):
         number, unit = m.group(1), m.group(2) or ""
         if unit in ("年", "月", "日") or (_YEARISH.match(number) and unit in ("", "年")):
             continue
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if _ITEM.match(text[line_start:m.end()]) or unit == "+":
+            continue
         # what precedes it in its own clause: an item number opening a line, (34) or 9.,
         # has nothing before it
         before = re.split(r"[，,。；;：:、！？!?\n(（]", text[max(0, m.start() - 8):m.start()])[-1]
         before = squash_punctuation(_LINK.sub("", before))
-        out.append((number + unit, before[-2:]))
+        after = squash_punctuation(re.split(r"[，,。；;：:、！？!?\n]", text[m.end():m.end() + 6])[0])
+        out.append((number + unit, before[-2:], after[:2] if unit in _COUNTERS else ""))
     return out
 
 
@@ -122,14 +131,16 @@ def misattributed_figures(answer: str, cited: list[str]) -> list[str]:
     the product's own check); this is the eval's independent reading, kept simple."""
     wrong = []
     sources = [unicodedata.normalize("NFKC", c) for c in cited]
-    for figure, attribute in _figures_with_attribute(answer):
+    for figure, attribute, counted in _figures_with_attribute(answer):
         stated = False
         for source in sources:
             for m in re.finditer(re.escape(figure), source):
                 if m.start() > 0 and source[m.start() - 1].isdigit():
                     continue
                 near = squash_punctuation(source[max(0, m.start() - ATTRIBUTE_NEAR):m.start()])
-                if not attribute or attribute in near or attribute in squash_punctuation(source[m.end():m.end() + 6]):
+                following = squash_punctuation(source[m.end():m.end() + 6])
+                if not attribute or attribute in near or attribute in following \
+                        or len(counted) == 2 and following.startswith(counted):  # 7个街镇 as the source counts it
                     stated = True
                     break
             if stated:

@@ -367,8 +367,8 @@ def refusal(question: str, decision: Decision) -> tuple[str, list[Citation]]:
     if decision.focus is None:
         return REFUSAL.format(question=question), []
     focus = "、".join(f.describe() for f in decision.missing) if decision.missing else decision.focus.describe()
-    if nearby is None:
-        return MISSING_PART.format(focus=focus), []
+    if nearby is None:  # several things asked: name them; one: the question says it best
+        return (MISSING_PART.format(focus=focus) if decision.missing else REFUSAL.format(question=question)), []
     text = REFUSAL_NEARBY.format(focus=focus, nearby=(nearby.clause or nearby.sentence).rstrip("。；;，,"))
     return text, [Citation(1, nearby.hit, [nearby.sentence])]
 

@@ -42,13 +42,12 @@ def test_sand_question_cites_the_sand_paragraph(local):
     assert answer.timings["first_token_s"] <= answer.timings["total_s"]
 
 
-@pytest.mark.xfail(reason="regressed with the claims pipeline (issue 12, open): a question asking two "
-                          "things at once has no single focus, so it is quoted under the unverified "
-                          "label instead of refused", strict=False)
 def test_unanswerable_question_is_refused(local):
+    # Two asks, neither stated (the report gives no case count and no fine): refused before
+    # generation, naming both; at most the one sentence found nearby is cited.
     answer = local.ask("莱芜区整治私挖滥采砂石共查处了多少起案件，罚没金额是多少？")
-    assert answer.refused and answer.citations == []
-    assert "没有找到" in answer.answer
+    assert answer.refused and len(answer.citations) <= 1
+    assert "没有找到" in answer.answer and "罚没金额" in answer.answer
 
 
 def test_follow_up_is_rewritten_and_answered(local):

@@ -174,6 +174,11 @@ def test_a_figure_given_for_another_attribute_is_counted():
     park = "累计签约138个高端优质项目、总投资3144亿元。"
     assert misattributed_figures("政府采购合同金额是3144亿元。", [park]) == ["3144亿元"]
     assert misattributed_figures("PM2.5年均浓度是7.5微克每立方米", ["PM2.5平均浓度同比改善7.5%"]) == ["7.5微"]
+    # a count is of what follows it: 「覆盖了7个街镇」 as the source counts 「对7个街镇…开展巡察」;
+    # list numbers and names are not figures
+    assert misattributed_figures("第七、第八轮巡察覆盖了7个街镇[1]。", ["第七、第八轮巡察对7个街镇开展巡察。"]) == []
+    assert misattributed_figures("巡察覆盖了7个部门[1]。", ["第七、第八轮巡察对7个街镇开展巡察。"]) == ["7个"]
+    assert misattributed_figures("1. 抓好问题整改。[1]\n2. 抓好管网改造。", ["一是抓好问题整改。"]) == []
 
 
 def test_misattributed_figures_read_only_the_summary_and_any_figure_for_an_unanswerable_question():
