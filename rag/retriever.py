@@ -215,7 +215,7 @@ class Retriever:
         return sorted(matches.items(), key=lambda kv: (-kv[1][0].score, kv[0]))[:k]
 
 
-_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _names_lock = threading.Lock()
 
 

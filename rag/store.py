@@ -780,6 +780,14 @@ class FileView(IndexView):
     # BM25: when the candidates are more than this fraction of a segment, its chunks are
     # scored at once (postings walked) rather than looked up candidate by candidate.
     SCORE_WHOLE_SEGMENT_ABOVE = 0.125
+    # Above this many live chunks BM25 is approximate, as HNSW is for the dense ranking:
+    # candidates come from each term's champion list (its CHAMPIONS chunks of highest
+    # tf/(tf + norm) per segment; Manning, Raghavan & Schütze, IR §7.1.3), the best
+    # CHAMPION_CANDIDATES × n of them by their champion-list score are scored exactly over
+    # all terms. Below, BM25 is exact (MaxScore). bench/README.md: its recall against exact.
+    BM25_EXACT_MAX_CHUNKS = 1_000_000
+    CHAMPIONS = 8_000
+    CHAMPION_CANDIDATES = 4
 
     def __init__(self, root: Path, gen: str, record: dict):
         self.gen, self.record = gen, record
@@ -838,12 +846,33 @@ class FileView(IndexView):
         self._postings = [(np.asarray(s.postings.rows).view(np.ndarray), np.asarray(s.postings.counts).view(np.ndarray))
                           for s in self.segments]
         self._max_impact = [self._impacts(s, offset) for s, offset in zip(self.segments, self._offsets)]
+        self._champions: list[dict[int, tuple[np.ndarray, np.ndarray]]] | None = None
+        if self._live_count > self.BM25_EXACT_MAX_CHUNKS:
+            self._champions = [self._champion_lists(s, offset) for s, offset in zip(self.segments, self._offsets)]
         self._chunks = _Cache(self.CHUNK_CACHE)
         self._paragraph_cache = _Cache(self.CHUNK_CACHE)
         self._document_cache = _Cache(self.DOCUMENT_CACHE)
 
     def _document_paragraphs(self, doc_id: str) -> dict[int, Paragraph]:
         return self._document_cache.get(doc_id, self._read_paragraphs)
+
+    def _champion_lists(self, segment: Segment, offset: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """term → (rows ascending, counts) of its CHAMPIONS live chunks of highest
+        tf/(tf + norm), for the terms of the segment in more chunks than that."""
+        p, r = segment.postings, self.CHAMPIONS
+        norm = self._norm[offset:offset + segment.size]
+        live = self._live[offset:offset + segment.size]
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for t in np.flatnonzero(np.diff(p.indptr) > r):
+            lo, hi = int(p.indptr[t]), int(p.indptr[t + 1])
+            rows, tf = np.asarray(p.rows[lo:hi]), np.asarray(p.counts[lo:hi])
+            impact = np.where(live[rows], tf / (tf + norm[rows]), -1.0)
+            best = np.sort(np.argpartition(-impact, r)[:r])
+            best = best[impact[best] >= 0]
+            out[int(t)] = (np.ascontiguousarray(rows[best]), np.ascontiguousarray(tf[best]))
+        _release(p.rows)
+        _release(p.counts)
+        return out
 
     def _impacts(self, segment: Segment, offset: int, block: int = 1 << 22) -> np.ndarray:
         """Per term of the segment, the largest tf/(tf + norm) of its chunks (tombstones
@@ -1014,6 +1043,8 @@ class FileView(IndexView):
                 terms[token], bound[token] = (idf, slices), float(idf) * impact
         if not terms:
             return []
+        if self._champions is not None:
+            return self._keyword_search_champions(tokens, n, terms, allowed)
         repeats = Counter(t for t in tokens if t in terms)  # a repeated query word counts again, as in bm25s
         generators = sorted(terms, key=lambda t: -bound[t] * repeats[t])
         tails = np.cumsum([bound[t] * repeats[t] for t in reversed(generators)])[::-1].tolist() + [0.0]
@@ -1039,6 +1070,41 @@ class FileView(IndexView):
             if needed <= taken:
                 break
             taken = needed
+        return self._bm25_top(positions, scores, n)
+
+    def _keyword_search_champions(self, tokens, n, terms, allowed) -> list[tuple[int, float]]:
+        """Approximate BM25 (above BM25_EXACT_MAX_CHUNKS): candidates from champion lists,
+        the best of them by champion-list score rescored exactly over all terms."""
+        keep_per_segment = self.CHAMPION_CANDIDATES * n
+        all_positions, all_scores = [], []
+        for s, segment in enumerate(self.segments):
+            rows_of, counts_of = self._postings[s]
+            offset, champions = self._offsets[s], self._champions[s]
+            rough = np.zeros(segment.size, dtype=np.float64)
+            for token in tokens:
+                if token not in terms or s not in terms[token][1]:
+                    continue
+                idf, (lo, hi) = terms[token][0], terms[token][1][s]
+                t = segment.term_index[token]
+                r, tf = champions[t] if t in champions else (rows_of[lo:hi], counts_of[lo:hi])
+                tf = tf.astype(np.float64)
+                rough[r] += idf * tf / (tf + self._norm[offset + r])
+            searchable = self._live if allowed is None else allowed
+            if allowed is not None or self._live_rows[s] is not None:
+                rough[~searchable[offset:offset + segment.size]] = 0
+            rows = np.flatnonzero(rough > 0)
+            if len(rows) > keep_per_segment:
+                rows = np.sort(rows[np.argpartition(-rough[rows], keep_per_segment)[:keep_per_segment]])
+            if len(rows):
+                rows = rows.astype(rows_of.dtype)
+                all_positions.append(offset + rows.astype(np.int64))
+                all_scores.append(self._score_rows(s, rows, tokens, terms))
+        if not all_positions:
+            return []
+        return self._bm25_top(np.concatenate(all_positions), np.concatenate(all_scores), n)
+
+    def _bm25_top(self, positions: np.ndarray, scores: np.ndarray, n: int) -> list[tuple[int, float]]:
+        """The n best (position, score): float32 scores, ties by document, then position."""
         scores = scores.astype(np.float32)
         keep = scores > 0
         positions, scores = positions[keep], scores[keep]
@@ -1053,7 +1119,7 @@ class FileView(IndexView):
         term, each scored over all the query's terms."""
         all_positions, all_scores = [], []
         for s, segment in enumerate(self.segments):
-            p, offset = segment.postings, self._offsets[s]
+            offset = self._offsets[s]
             rows_of, counts_of = self._postings[s]
             spans = [terms[t][1][s] for t in generators if s in terms[t][1]]
             if not spans:
@@ -1085,24 +1151,31 @@ class FileView(IndexView):
                     full[r] += idf * tf / (tf + self._norm[offset + r])
                 scores = full[rows]
             else:
-                scores = np.zeros(len(rows), dtype=np.float64)
-                norm = self._norm[offset + rows]
-                for token in tokens:
-                    if token not in terms or s not in terms[token][1]:
-                        continue
-                    idf, (lo, hi) = terms[token][0], terms[token][1][s]
-                    term_rows = rows_of[lo:hi]  # ascending
-                    at = np.minimum(np.searchsorted(term_rows, rows), hi - lo - 1)
-                    hit = term_rows[at] == rows
-                    if not hit.any():
-                        continue
-                    tf = counts_of[lo:hi][at[hit]].astype(np.float64)
-                    scores[hit] += idf * tf / (tf + norm[hit])
+                scores = self._score_rows(s, rows, tokens, terms)
             all_positions.append(offset + rows.astype(np.int64))
             all_scores.append(scores)
         if not all_positions:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         return np.concatenate(all_positions), np.concatenate(all_scores)
+
+    def _score_rows(self, s: int, rows: np.ndarray, tokens, terms) -> np.ndarray:
+        """The float64 BM25 scores of the given rows (ascending) of segment ``s``: each
+        term's postings looked up for them, added in the query's order."""
+        rows_of, counts_of = self._postings[s]
+        scores = np.zeros(len(rows), dtype=np.float64)
+        norm = self._norm[self._offsets[s] + rows]
+        for token in tokens:
+            if token not in terms or s not in terms[token][1]:
+                continue
+            idf, (lo, hi) = terms[token][0], terms[token][1][s]
+            term_rows = rows_of[lo:hi]  # ascending
+            at = np.minimum(np.searchsorted(term_rows, rows), hi - lo - 1)
+            hit = term_rows[at] == rows
+            if not hit.any():
+                continue
+            tf = counts_of[lo:hi][at[hit]].astype(np.float64)
+            scores[hit] += idf * tf / (tf + norm[hit])
+        return scores
 
 
 # -- the index folder ----------------------------------------------------------------------

@@ -172,3 +172,28 @@ def test_a_view_keeps_no_texts_and_reads_what_the_files_hold(tmp_path, fake_embe
         view.paragraph("no-such-document.txt#1")
     hits = view.dense_search(fake_embedder.encode(["砂石"], is_query=True)[0], 5)
     assert len(hits) == 5
+
+
+def test_bm25_champion_lists_above_the_exact_size(tmp_path, fake_embedder, monkeypatch):
+    """Above BM25_EXACT_MAX_CHUNKS, BM25 is approximate (champion lists): exactly the exact
+    ranking when no list is cut, and near it when lists are short."""
+    engine = _engine(tmp_path, fake_embedder)
+    exact = engine.store.view()
+    questions = _questions()
+    expected = {q: exact.keyword_search(tokenize(q), 10) for q in questions}
+    monkeypatch.setattr(FileView, "BM25_EXACT_MAX_CHUNKS", 0)
+    for champions, at_least in ((10**6, 1.0), (20, 0.8)):
+        monkeypatch.setattr(FileView, "CHAMPIONS", champions)
+        view = FileView(engine.store.root, exact.gen, exact.record)
+        assert view._champions is not None
+        overlap = []
+        for q in questions:
+            got = view.keyword_search(tokenize(q), 10)
+            if champions > 10**5:
+                assert got == expected[q]
+            else:
+                assert all(score > 0 for _, score in got)
+                truth = dict(expected[q])
+                assert all(abs(truth[p] - score) < 1e-6 for p, score in got if p in truth)  # scores exact
+            overlap.append(len({p for p, _ in got} & {p for p, _ in expected[q]}) / max(1, len(expected[q])))
+        assert np.mean(overlap) >= at_least, (champions, np.mean(overlap))
