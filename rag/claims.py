@@ -186,9 +186,9 @@ def quantities(text: str, doc_date: str = "") -> list[Quantity]:
         num, unit_word = m.group("num"), m.group("unit") or ""
         if num[0] in _DIGITS:
 
-            if text[m.end():m.end() + 1] in "月日" and not unit_word and m.group("mag") is None:
+            if text[m.end():m.end() + 1] in ("月", "日") and not unit_word and m.group("mag") is None:
                 continue  # part of a date, read above
-            if unit_word == "年" and (re.fullmatch(r"(19|20)\d\d", num) or text[m.end():m.end() + 1] in "月度"):
+            if unit_word == "年" and (re.fullmatch(r"(19|20)\d\d", num) or text[m.end():m.end() + 1] in ("月", "度")):
                 continue  # a year (2022年, 2022年度), not a duration (3年, 五年)
             if m.start() > 0 and text[m.start() - 1] in "." or _glued_to_latin(text, m.start(), m.end()):
                 continue  # part of a name: PM2.5, G20, 5G
@@ -232,9 +232,17 @@ def _percent_digits(m: re.Match) -> str:
     return digits + "%"
 
 
+LABEL_CHARS = 20  # a table cell's column header read as its figure's attribute, at most
+
+
 def _make(text: str, start: int, end: int, value, unit: str, kind: str) -> Quantity:
     left, right = _segment_bounds(text, start, end)
     before = strip_words(text[left:start].strip(), LINKING, from_end=True)
+    if not before and left > 0 and text[left - 1] in "：:":
+        # a labelled value, as table rows are read (「分年度招生任务·1998年：50」): the label
+        # says what the figure is of
+        label_start = max(text.rfind(c, 0, left - 1) for c in "；;。\n") + 1
+        before = text[max(label_start, left - 1 - LABEL_CHARS):left - 1].strip()
     after = strip_words(text[end:right].strip(), LINKING, from_end=False)
     year, period = time_of(text, start)
     return Quantity(value, unit, kind or _kind(text[left:start], unit), start, end, text[start:end],

@@ -121,3 +121,19 @@ def test_a_figure_stated_without_a_year_is_of_its_documents_time():
     assert stated("四川2025年地区生产总值67665亿元", gdp, doc_date="2026-01-27") == ""
     assert stated("四川2024年地区生产总值67665亿元", gdp, doc_date="2026-01-27").endswith(TIME)
     assert stated("四川2024年地区生产总值67665亿元", gdp) == ""  # an undated document: no time to compare
+
+
+# eval/corpus-dev/state-council-office-1996-tibet-classes-expansion-forwarding-notice.html:
+# a table row, each cell read as 「header：value」 (rag/readers.py)
+FUJIAN = ("省（市）：福建；1995年招生人数：45（扩招）；扩招：5；分年度招生任务·1996年：45；"
+          "分年度招生任务·1997年：50；分年度招生任务·1998年：50")
+
+
+def test_a_table_cells_header_is_its_figures_attribute():
+    # the last cell's bare figure is a figure too (it was once dropped as "part of a date")
+    last = quantities("分年度招生任务·1998年：50")
+    assert [(q.value, q.year) for q in last] == [(50.0, "1998")] and "任务" in last[0].before
+    sentences = split_sentences(FUJIAN)
+    assert figures_stated("福建省1998年的招生任务是50人。", sentences, doc_date="1996-07-17") == ""
+    assert ATTRIBUTE in figures_stated("福建省1998年的扩招是50人。", sentences, doc_date="1996-07-17")
+    assert TIME in figures_stated("福建省1996年的招生任务是50人。", sentences, doc_date="1996-07-17")
