@@ -19,7 +19,7 @@ from .prompts import REFUSAL_MARKERS
 from .claims import (GENERIC_COUNTER, MEASURE_UNITS, PERIODS, Clause, Quantity, document_years, quantities,
                      relative_years)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
-from .tokenize import issuer_place, place_names
+from .tokenize import issuer_place, names_place, place_names
 
 SUPPORT_MIN = 0.5  # share of a clause's character bigrams its passage must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a clause whose figures a sentence of the passage states
@@ -181,7 +181,7 @@ def wording_support(text: str, paragraph: str, scope: str = "", question: str = 
     """The share of the clause's character bigrams found in the paragraph, leaving out
     those it repeats from the question (a restated question is not a claim); 0 when it
     names a place that is neither in the paragraph nor its document's own (``scope``)."""
-    if any(place not in paragraph and place != scope for place in _place_names(text)):
+    if any(not names_place(paragraph, place) and place != scope for place in _place_names(text)):
         return 0.0
     claimed = _bigrams(text) - _bigrams(question)
     if not claimed:

@@ -137,3 +137,8 @@ def test_a_table_cells_header_is_its_figures_attribute():
     assert figures_stated("福建省1998年的招生任务是50人。", sentences, doc_date="1996-07-17") == ""
     assert ATTRIBUTE in figures_stated("福建省1998年的扩招是50人。", sentences, doc_date="1996-07-17")
     assert TIME in figures_stated("福建省1996年的招生任务是50人。", sentences, doc_date="1996-07-17")
+    # the row names 福建省 by its bare name: the clause speaks for a place the passage names
+    hit = Hit(1, 1.0, Paragraph("tibet.html", 29, FUJIAN, ("附：扩大招生计划表",), 0, len(FUJIAN)),
+              "国务院办公厅转发国家教委关于内地西藏班（校）扩大规模有关问题请示的通知", "1996-07-17", [Match(FUJIAN, 1.0, 0.9)])
+    checked = verify([Clause("福建省1998年的招生任务是50人。", (1,))], [Passage(1, hit, [])], "福建省1998年要招多少人？")
+    assert checked.kept and checked.kept[0].passages == [1]
