@@ -22,6 +22,8 @@ LINKING = ZH_GOV.linking
 CHANGE_WORDS = ZH_GOV.change_words
 ARRIVAL = ZH_GOV.arrival
 PERIODS = ZH_GOV.periods
+MONEY_WORDS = ZH_GOV.money_words
+RATIO_WORDS = ZH_GOV.ratio_words
 
 ATTRIBUTE_BEFORE = 8  # characters before a figure that say what it is the figure of
 ATTRIBUTE_AFTER = 6  # …and after it (设置7处联合检查点: the counted thing follows)
@@ -135,6 +137,15 @@ def _segment_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     left = max(text.rfind(c, 0, start) for c in SEGMENT_BREAK) + 1
     rights = [i for i in (text.find(c, end) for c in SEGMENT_BREAK) if i >= 0]
     return left, min(rights, default=len(text))
+
+
+def implied_unit(attribute: str) -> str:
+    """The unit a figure's attribute implies, if it names one kind of quantity: an amount
+    of money is in 元 (合同金额, 消费总额), a ratio in % (贴息比例, 占比); else ""."""
+    attribute = attribute.rstrip("的是为达到约共计 ")
+    if attribute.endswith(MONEY_WORDS):
+        return "元"
+    return "%" if attribute.endswith(RATIO_WORDS) else ""
 
 
 def strip_words(words: str, glue, from_end: bool) -> str:

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .chunking import split_sentences
-from .claims import CHANGE_WORDS, COUNTERS, MEASURE_UNITS, Quantity, document_years, quantities, relative_years, strip_words
+from .claims import (CHANGE_WORDS, COUNTERS, MEASURE_UNITS, Quantity, document_years, implied_unit, quantities,
+                     relative_years, strip_words)
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
@@ -27,7 +28,6 @@ QUESTION_GLUE = ZH_GOV.question_glue
 NOT_SUBJECT = ZH_GOV.not_subject
 MONEY_WORDS = ZH_GOV.money_words
 ASKS_DESCRIPTION = ZH_GOV.asks_description
-RATIO_WORDS = ZH_GOV.ratio_words
 GENERIC_ASKED = ZH_GOV.generic_asked
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
@@ -301,11 +301,7 @@ def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "")
 def _expected_unit(focus: Focus) -> str:
     """The unit the question names (多少列 → 列), else the one its asked-for word implies:
     an amount of money is in 元 (合同金额, 销售额), a ratio in % (贴息比例, 占比)."""
-    if focus.unit:
-        return focus.unit
-    if focus.asked.endswith(MONEY_WORDS):
-        return "元"
-    return "%" if focus.asked.endswith(RATIO_WORDS) else ""
+    return focus.unit or implied_unit(focus.asked)
 
 
 def _mostly_in(words: str, text: str) -> bool:

@@ -15,9 +15,10 @@ from functools import lru_cache
 from itertools import combinations
 
 from .chunking import split_sentences
+from .profile import ZH_GOV
 from .prompts import REFUSAL_MARKERS
-from .claims import (GENERIC_COUNTER, MEASURE_UNITS, PERIODS, Clause, Quantity, document_years, quantities,
-                     relative_years)
+from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURE_UNITS, PERIODS, Clause, Quantity, document_years,
+                     implied_unit, quantities, relative_years, strip_words)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
 from .tokenize import issuer_place, names_place, place_names
 
@@ -29,6 +30,8 @@ _CLAUSE = re.compile(r"[，,；;]")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 _WHOLE_YEAR = ("全年", "年底", "年末", "年初", "")
 _MEASURES = {unit for unit, _ in MEASURE_UNITS.values()}
+ASKS_FIGURE = ZH_GOV.asks_figure
+QUESTION_GLUE = ZH_GOV.question_glue
 
 # Why a figure is not stated by a sentence, from the least to the most alike: each check
 # is made only on sentences that passed the ones before it.
@@ -133,9 +136,25 @@ def figures_stated(text: str, sentences: list[str], usable: list[bool] | None = 
     asked = {(q.value, q.unit) for q in quantities(question)}
     for claim in quantities(text, doc_date):
         if (claim.value, claim.unit) not in asked:
-            why = claim_mismatch(claim, sentences, usable, doc_date, question)
+            why = claim_mismatch(claim, sentences, usable, doc_date, question) or own_unit_mismatch(claim, question)
             if why:
                 return f"{claim.text}: {why}"
+    return ""
+
+
+def own_unit_mismatch(claim: Quantity, question: str = "") -> str:
+    """UNIT when a claim's figure is not of the kind its own words say, even if a source
+    states that figure: 「消费总额是340万人次」 (a money attribute, a count of visitors). A bare
+    figure (「300万元」) answers the question, so the question's words are its attribute
+    (a 贴息比例 is a %). Only for the model's own wording (``question`` given)."""
+    if not question or not claim.unit or claim.unit == "date":
+        return ""
+    own = strip_words(claim.before, LINKING, from_end=True)
+    bare = not content_chars(claim.before + claim.after)
+    asked = strip_words(question.strip().rstrip("？?。！! "), ASKS_FIGURE + QUESTION_GLUE, from_end=True)
+    expected = implied_unit(asked) if bare else implied_unit(own)
+    if expected and claim.unit != expected and claim.unit in _MEASURES | set(COUNTERS):
+        return UNIT
     return ""
 
 

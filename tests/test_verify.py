@@ -142,3 +142,15 @@ def test_a_table_cells_header_is_its_figures_attribute():
               "国务院办公厅转发国家教委关于内地西藏班（校）扩大规模有关问题请示的通知", "1996-07-17", [Match(FUJIAN, 1.0, 0.9)])
     checked = verify([Clause("福建省1998年的招生任务是50人。", (1,))], [Passage(1, hit, [])], "福建省1998年要招多少人？")
     assert checked.kept and checked.kept[0].passages == [1]
+
+
+def test_a_figure_must_be_of_the_kind_its_own_words_name():
+    # dev d144: 340万人次 is in the paragraph, but a 消费总额 is money, not visitors
+    tourism = "全省接待游客超11亿人次，其中入境游客340万人次，引进营业性演出1.2万场、带动综合消费184亿元。"
+    question = "2025年四川入境游客的消费总额是多少？"
+    assert UNIT in figures_stated("2025年四川入境游客的消费总额是340万人次。", [tourism], question=question)
+    assert figures_stated("2025年四川入境游客340万人次。", [tourism], question=question) == ""
+    # dev d141: a bare figure answers the question, whose 贴息比例 is a %
+    loans = "符合创业担保贷款申请条件的人员自主创业的，可申请最高不超过15万元的创业担保贷款。"
+    assert UNIT in figures_stated("15万元。", [loans], question="创业担保贷款财政贴息比例是多少？")
+    assert figures_stated("15万元。", [loans], question="个人自主创业最高能申请多少创业担保贷款？") == ""
