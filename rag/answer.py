@@ -229,7 +229,7 @@ class Answerer:
         searched = [f"also searched as restated in the documents' style: {restated}"] if restated else []
 
         streamed = False
-        missing_note = []  # what a question asking several things asks that the documents do not hold
+        missing_note = ""  # what a question asking several things asks that the documents do not hold
 
         def finish(text: str, refused: bool, citations: list[Citation], flags: list[str]) -> Answer:
             timings.setdefault("first_token_s", time.perf_counter() - start)
@@ -237,8 +237,8 @@ class Answerer:
             if replayed := getattr(self.generator, "replayed", 0) - replayed_before:
                 timings["llm_replayed"] = replayed  # these timings are not the model's
             if missing_note and not refused:
-                text = f"{text}\n{missing_note[0]}"
-                flags = flags + [f"said what the documents do not hold: {missing_note[0]}"]
+                text = f"{text}\n{missing_note}"
+                flags = flags + [f"said what the documents do not hold: {missing_note}"]
             if on_token and not streamed:
                 on_token(text)  # nothing was generated: the answer is its only token
             return Answer(question, standalone, text, refused, self.generator.name, citations, hits,
@@ -253,7 +253,7 @@ class Answerer:
             text, citations = refusal(standalone, decision)
             return finish(text, True, citations, [f"decided not to answer: {decision.reason}"])
         if decision.missing:
-            missing_note.append(MISSING_PART.format(focus="、".join(f.describe() for f in decision.missing)))
+            missing_note = MISSING_PART.format(focus="、".join(f.describe() for f in decision.missing))
         if on_evidence:
             timings["evidence_s"] = time.perf_counter() - start  # sources can be shown from here
             on_evidence(hits)

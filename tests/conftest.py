@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "corpus"
 LAIWU = "laiwu-district-2021-02-08.txt"
 JINAN = "jinan-city-2023-04-25.txt"
+# Real paragraphs the claim checks are tested on: of JINAN, then of LAIWU
+PARK = ("推动济南新旧动能转换起步区加速起势,起步区发展规划获批实施,黄河大道一期建成通车,比亚迪新能源乘用车项目整车下线,"
+        "累计签约138个高端优质项目、总投资3144亿元。")
+TRAINS = ("2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市;"
+          "济南中欧班列开行801列、同比增长4.84%、占全省38.94%,累计开行突破2300列。")
+CLINIC = ("高标准建设鹏泉街道社区卫生服务中心,建筑面积达2.7万平方米,建成后可为辖区20万人提供就医服务;"
+          "对口镇、张家洼、羊里社区卫生服务中心进行基础设施改造,提升就医环境和服务能力。")
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +105,22 @@ def _fake_llm_class():
             return rule_rewrite(question, history)
 
     return ScriptedLLM
+
+
+def fixed_answer(text: str):
+    """An LLM stand-in that gives one fixed answer: what a wrong model answer looks like
+    (a mixed-up comparison, a wrong figure), which the real model cannot be made to
+    write on demand."""
+    from rag.generators import Generator
+
+    class FixedAnswer(Generator):
+        name = "scripted"
+        uses_llm = True
+
+        def generate(self, question, passages):
+            yield text
+
+    return FixedAnswer()
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ from rag.cite import cite
 from rag.claims import parse_clauses
 from rag.documents import Paragraph
 from rag.evidence import Passage, select_evidence
-from rag.generators import ExtractiveGenerator, Generator, format_passages, get_generator
+from rag.generators import ExtractiveGenerator, format_passages, get_generator
 from rag.prompts import ANSWER_PROMPT, EXTRACTIVE_LABEL, QUOTES_LABEL, UNVERIFIED_LABEL
 from rag.retriever import Hit, Match, QueryError
 from rag.tokenize import place_names
 from rag.verify import verify
 
-from .conftest import JINAN, LAIWU
+from .conftest import JINAN, LAIWU, fixed_answer
 
 SAND = ("一是强化组织领导。成立由区分管负责人任组长,13个部门、14个街镇、2个国有企业主要负责人作为成员的"
         "砂石资源整治工作专班,制定6项专项措施、5项长效机制。二是坚持严格执法。在高庄、牛泉等镇街设置7处联合检查点。")
@@ -201,32 +201,19 @@ def test_extractive_answer_cites_the_sand_paragraph(sample_engine):
     assert set(answer.timings) == {"rewrite_s", "retrieve_s", "first_token_s", "total_s"}
 
 
-class ScriptedGenerator(Generator):
-    """An LLM stand-in that gives one fixed answer. The real model cannot be made to mix
-    up a comparison on demand, so this one fake says what a wrong answer looks like."""
-    name = "scripted"
-    uses_llm = True
-
-    def __init__(self, answer: str):
-        self.answer = answer
-
-    def generate(self, question, passages):
-        yield self.answer
-
-
 def test_a_comparison_the_model_gets_wrong_quotes_each_document(sample_engine):
     # Both dates are real, but 10月8日 is the city's other meeting: the sentence fails the
     # check. For a comparison, each document is quoted instead of refusing.
     question = "莱芜区委常委班子和济南市委常委会分别在什么时候召开巡视整改专题民主生活会？"
     wrong = "莱芜区委常委班子和济南市委常委会分别在2022年10月8日和2023年1月29日召开专题民主生活会。[1]"
-    answer = Answerer(sample_engine, ScriptedGenerator(wrong)).ask(question)
+    answer = Answerer(sample_engine, fixed_answer(wrong)).ask(question)
     assert not answer.refused and "10月8日和" not in answer.answer
     assert any("quoted each document" in f for f in answer.flags)
     assert answer.answer.startswith(UNVERIFIED_LABEL)  # the model was used: not "未使用大模型"
     assert {c.hit.paragraph.doc_id for c in answer.citations} == {LAIWU, JINAN}
     # not a comparison: the model's wrong date is replaced by the retrieved sentence that
     # states when the district's meeting was held (10月30日), cited
-    answer = Answerer(sample_engine, ScriptedGenerator("莱芜区在2022年10月8日召开专题民主生活会。[1]")).ask(
+    answer = Answerer(sample_engine, fixed_answer("莱芜区在2022年10月8日召开专题民主生活会。[1]")).ask(
         "莱芜区委常委班子什么时候召开巡视整改专题民主生活会？")
     assert not answer.refused and "10月8日" not in answer.answer and answer.answer.startswith(UNVERIFIED_LABEL)
     assert "10月30日,区委常委班子召开巡视整改专题民主生活会" in answer.answer and answer.answer.endswith("[1]")

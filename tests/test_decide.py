@@ -9,18 +9,13 @@ from rag.answer import evidence_strength
 from rag.decide import decide, foci_of, focus_of
 from rag.generators import ExtractiveGenerator
 from rag.documents import Paragraph
-from rag.generators import Generator
 from rag.prompts import UNVERIFIED_LABEL
 from rag.retriever import Hit, Match
 
+from .conftest import CLINIC, PARK, TRAINS, fixed_answer
+
 JINAN = "中共济南市委关于巡视整改进展情况的通报"
 LAIWU = "中共济南市莱芜区委关于巡视整改进展情况的通报"
-PARK = ("推动济南新旧动能转换起步区加速起势,起步区发展规划获批实施,黄河大道一期建成通车,比亚迪新能源乘用车项目整车下线,"
-        "累计签约138个高端优质项目、总投资3144亿元。")
-TRAINS = ("2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市;"
-          "济南中欧班列开行801列、同比增长4.84%、占全省38.94%,累计开行突破2300列。")
-CLINIC = ("高标准建设鹏泉街道社区卫生服务中心,建筑面积达2.7万平方米,建成后可为辖区20万人提供就医服务;"
-          "对口镇、张家洼、羊里社区卫生服务中心进行基础设施改造,提升就医环境和服务能力。")
 LEADERS = ("区委常委会对全区整改落实情况负总责,迅速成立了由区委主要负责人任组长的巡视整改落实工作领导小组,"
            "下设综合协调、监督问责、线索核查等6个专项工作组。")
 INSPECTION = "根据省委统一部署,2020年5月8日至7月31日,省委第七巡视组对莱芜区开展了巡视。"
@@ -104,22 +99,9 @@ def test_a_question_in_everyday_words_is_left_to_the_verifier():
     assert decide(question, hits((air, JINAN)), literal=False).answer
 
 
-class WrongFigure(Generator):
-    """An LLM stand-in that writes a wrong figure (the real model cannot be made to on
-    demand): what the issue saw for a 2020 sales figure."""
-    name = "scripted"
-    uses_llm = True
-
-    def __init__(self, answer: str):
-        self.answer = answer
-
-    def generate(self, question, passages):
-        yield self.answer
-
-
 def test_a_failed_model_sentence_is_replaced_by_the_source_sentence(fake_sample_engine):
     question = "莱芜区2020年规模以上农产品加工企业销售收入是多少？"
-    answer = Answerer(fake_sample_engine, WrongFigure("莱芜区2020年规模以上农产品加工企业销售收入98.9亿元[1]。")).ask(question)
+    answer = Answerer(fake_sample_engine, fixed_answer("莱芜区2020年规模以上农产品加工企业销售收入98.9亿元[1]。")).ask(question)
     assert not answer.refused and answer.answer.startswith(UNVERIFIED_LABEL)
     assert "销售收入88.9亿元" in answer.answer and "98.9" not in answer.answer
     assert answer.answer.endswith("[1]") and "88.9亿元" in answer.citations[0].supporting[0]
@@ -132,7 +114,7 @@ def test_a_model_answer_giving_another_attributes_figure_is_refused_naming_what_
     # 3144亿元 to a 合同金额), and the answer is a refusal naming what the report does say
     # about the contract, cited; the wrong figure is not in it.
     question = "济南新旧动能转换起步区智慧生态黄河示范项目的政府采购合同金额是多少？"
-    model = WrongFigure("起步区政府采购合同金额是3144亿元[1]。")
+    model = fixed_answer("起步区政府采购合同金额是3144亿元[1]。")
     answer = Answerer(fake_sample_engine, model).ask(question)
     assert answer.refused and "3144" not in answer.answer
     assert answer.answer.startswith("文档中没有找到济南新旧动能转换起步区智慧生态黄河示范项目的政府采购合同金额；文档提到的是：")

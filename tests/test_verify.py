@@ -11,16 +11,12 @@ from rag.evidence import Passage
 from rag.retriever import Hit, Match
 from rag.verify import ATTRIBUTE, KIND, TIME, UNIT, VALUE, figure_mismatch, figures_stated, verify
 
+from .conftest import CLINIC, PARK, TRAINS
+
 # jinan-city-2023-04-25.txt
 AIR = ("深入打好蓝天保卫战,对4256家工业源和1989处扬尘源实施差异化管控,在全省率先实施国二及以下标准老旧汽油车提前报废更新"
        "补贴政策,2022年全市环境空气质量持续改善,PM2.5平均浓度同比改善7.5%,空气质量综合指数在全国168个重点城市排名前进13个位次。")
-PARK = ("推动济南新旧动能转换起步区加速起势,起步区发展规划获批实施,黄河大道一期建成通车,比亚迪新能源乘用车项目整车下线,"
-        "累计签约138个高端优质项目、总投资3144亿元。")
-TRAINS = ("2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市;"
-          "济南中欧班列开行801列、同比增长4.84%、占全省38.94%,累计开行突破2300列。")
 # laiwu-district-2021-02-08.txt
-CLINIC = ("高标准建设鹏泉街道社区卫生服务中心,建筑面积达2.7万平方米,建成后可为辖区20万人提供就医服务;"
-          "对口镇、张家洼、羊里社区卫生服务中心进行基础设施改造,提升就医环境和服务能力。")
 TRAINING = "去年共举办各类培训21次,培训党员干部1.4万人次。"
 # eval/corpus-dev/state-council-2018-iit-special-deductions-interim-measures-notice.html
 CHILDREN = "纳税人的子女接受学前教育和学历教育的相关支出，按照每个子女每月1000元的标准定额扣除。"
