@@ -24,6 +24,7 @@ ARRIVAL = ZH_GOV.arrival
 PERIODS = ZH_GOV.periods
 MONEY_WORDS = ZH_GOV.money_words
 RATIO_WORDS = ZH_GOV.ratio_words
+MEASURES = frozenset(unit for unit, _ in MEASURE_UNITS.values())  # units of measure (元, %, 平方米), not counters
 
 ATTRIBUTE_BEFORE = 8  # characters before a figure that say what it is the figure of
 ATTRIBUTE_AFTER = 6  # …and after it (设置7处联合检查点: the counted thing follows)

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .chunking import split_sentences
-from .claims import (CHANGE_WORDS, COUNTERS, MEASURE_UNITS, Quantity, document_years, implied_unit, quantities,
-                     relative_years, strip_words)
+from .claims import (CHANGE_WORDS, COUNTERS, MEASURE_UNITS, MEASURES, Quantity, document_years, implied_unit,
+                     quantities, relative_years, strip_words)
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
@@ -35,7 +35,6 @@ ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it 
 TIED_SHARE = 3  # a figure is tied to the focus when its words hold a third (rounded up) of the focus's bigrams
 SUBJECT_MIN_SHARE = 0.5  # share of the subject's words the answering paragraph must hold
 
-MEASURES = {unit for unit, _ in MEASURE_UNITS.values()}
 _ALL_ASKING = sorted(ASKS_FIGURE + ASKS_DATE + ASKS_WHO, key=len, reverse=True)
 _COUNTER_AFTER = re.compile("^(" + "|".join(sorted([*COUNTERS, *MEASURE_UNITS], key=len, reverse=True)) + ")")
 
@@ -339,11 +338,11 @@ def find_focus(focus: Focus, hits: list[Hit], places: list[str] = ()
     seen: list[tuple[str, bool]] = []  # (status, about the subject) of sentences naming what was asked
     for hit in hits[:FOCUS_PASSAGES]:
         sentences = split_sentences(hit.paragraph.text)
+        about_subject = _about_subject(focus, hit, places)  # of the paragraph, not of each sentence
         for i, sentence in enumerate(sentences):
             if not content_chars(sentence):
                 continue
             status = _states_focus(focus, sentence, hit.doc_date, "".join(sentences[:i]))
-            about_subject = _about_subject(focus, hit, places)
             if answering is None and status == STATES and about_subject:
                 answering = Finding(hit, sentence, True)
             if _holds_half(asked, sentence):

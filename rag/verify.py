@@ -17,7 +17,7 @@ from itertools import combinations
 from .chunking import split_sentences
 from .profile import ZH_GOV
 from .prompts import REFUSAL_MARKERS
-from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURE_UNITS, PERIODS, Clause, Quantity, document_years,
+from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURES, PERIODS, Clause, Quantity, document_years,
                      implied_unit, quantities, relative_years, strip_words)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
 from .tokenize import issuer_place, names_place, place_names
@@ -29,7 +29,7 @@ HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a 
 _CLAUSE = re.compile(r"[，,；;]")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 _WHOLE_YEAR = ("全年", "年底", "年末", "年初", "")
-_MEASURES = {unit for unit, _ in MEASURE_UNITS.values()}
+_COUNTED_OR_MEASURED = MEASURES | set(COUNTERS)
 ASKS_FIGURE = ZH_GOV.asks_figure
 QUESTION_GLUE = ZH_GOV.question_glue
 
@@ -76,7 +76,7 @@ def attribute_words(q: Quantity) -> frozenset[str]:
 def _units_compatible(claim: Quantity, source: Quantity) -> bool:
     if claim.unit == source.unit or not claim.unit:
         return True
-    if claim.unit in _MEASURES or source.unit in _MEASURES:
+    if claim.unit in MEASURES or source.unit in MEASURES:
         return False  # 元 is not 平方米, % is not 个百分点
     return GENERIC_COUNTER in (claim.unit, source.unit) or not source.unit  # 个 counts anything
 
@@ -153,7 +153,7 @@ def own_unit_mismatch(claim: Quantity, question: str = "") -> str:
     bare = not content_chars(claim.before + claim.after)
     asked = strip_words(question.strip().rstrip("？?。！! "), ASKS_FIGURE + QUESTION_GLUE, from_end=True)
     expected = implied_unit(asked) if bare else implied_unit(own)
-    if expected and claim.unit != expected and claim.unit in _MEASURES | set(COUNTERS):
+    if expected and claim.unit != expected and claim.unit in _COUNTED_OR_MEASURED:
         return UNIT
     return ""
 
