@@ -195,6 +195,8 @@ def quantities(text: str, doc_date: str = "") -> list[Quantity]:
     for m in _NUMBER.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
+        if text[m.end():m.end() + 1] == "级" and not m.group("unit"):
+            continue  # a class, not an amount: 千亿级产业链, 三级医院, 连跨3个千亿级台阶
         num, unit_word = m.group("num"), m.group("unit") or ""
         if num[0] in _DIGITS:
 

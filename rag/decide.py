@@ -32,7 +32,8 @@ GENERIC_ASKED = ZH_GOV.generic_asked
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
 ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it is of
-TIED_SHARE = 3  # a figure is tied to the focus when its words hold a third (rounded up) of the focus's bigrams
+TIED_SHARE = 2  # a figure is tied to the focus when its words hold half (rounded up) of the focus's bigrams
+UNIT_NAMED_SHARE = 3  # …a third, when it is in the unit the question names (多少家 → 50家)
 SUBJECT_MIN_SHARE = 0.5  # share of the subject's words the answering paragraph must hold
 
 _ALL_ASKING = sorted(ASKS_FIGURE + ASKS_DATE + ASKS_WHO, key=len, reverse=True)
@@ -211,8 +212,11 @@ def _bigrams(text: str) -> set[str]:
 
 
 def _asked_terms(asked: str) -> set[str]:
-    """The asked-for thing as bigrams and, for a single-word focus (组长), the word."""
-    grams = _bigrams(asked)
+    """The asked-for thing as bigrams and, for a single-word focus (组长), the word. A
+    generic noun closing it (目标, 标准) is left out: 「城镇新增就业的目标」 is stated as
+    「城镇新增就业85万人」, under a lead-in naming 目标 once for many figures."""
+    specific = strip_words(asked, GENERIC_ASKED, from_end=True)
+    grams = _bigrams(specific if len(content_chars(specific)) >= 2 else asked)
     return grams or ({asked} if asked else set())
 
 
@@ -236,16 +240,18 @@ class Decision:
     missing: tuple[Focus, ...] = ()  # what a question asking several things asks that the documents do not hold
 
 
-def _figure_tied(q: Quantity, terms: set[str]) -> bool:
+def _figure_tied(q: Quantity, terms: set[str], unit_named: bool = False) -> bool:
     """The figure's own attribute (the words of its segment next to it) holds the focus."""
     window = q.before + "|" + q.after
-    return len(terms & _bigrams(window)) >= _tied_needs(terms)
+    return len(terms & _bigrams(window)) >= _tied_needs(terms, unit_named)
 
 
-def _tied_needs(terms: set[str]) -> int:
-    """Bigrams of the focus a figure's words must hold: a third, rounded up (2 of
-    政府补贴资金's 5, so 日韩资金 alone is not it)."""
-    return max(1, -(-len(terms) // TIED_SHARE))
+def _tied_needs(terms: set[str], unit_named: bool = False) -> int:
+    """Bigrams of the focus a figure's words must hold: half, rounded up (3 of
+    政府补贴资金's 5, so 日韩资金 alone is not it; 2 of 消费总额's 3, so 消费券 is not). A
+    figure in the very unit the question names (保存多少年 → 留存五年, 多少家 → 50家) is
+    half tied by its unit already: a third of the words, rounded up, is enough."""
+    return max(1, -(-len(terms) // (UNIT_NAMED_SHARE if unit_named else TIED_SHARE)))
 
 
 def _lead_in_holds(sentence: str, q: Quantity, terms: set[str]) -> bool:
@@ -283,7 +289,8 @@ def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "")
                 continue  # 个 counts things, not 元 or %: 「连跨3个千亿级台阶」 is no GDP
             if q.kind == "change" and not any(w in focus.asked for w in CHANGE_WORDS):
                 continue  # a change (增长5.1%) is not the level asked for (消费总额)
-            if not (_figure_tied(q, terms) or _lead_in_holds(prefix + dated, q, terms)):
+            unit_named = bool(focus.unit) and focus.unit != "个" and q.unit == focus.unit
+            if not (_figure_tied(q, terms, unit_named) or _lead_in_holds(prefix + dated, q, terms)):
                 continue
             if focus.year and q.year != focus.year and (q.year or focus.year not in document_years(doc_date)
                                                          and document_years(doc_date)):

@@ -30,6 +30,7 @@ _CLAUSE = re.compile(r"[，,；;]")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 _WHOLE_YEAR = ("全年", "年底", "年末", "年初", "")
 _COUNTED_OR_MEASURED = MEASURES | set(COUNTERS)
+_LINKING_PAIRS = frozenset(w for w in LINKING if len(w) == 2)
 ASKS_FIGURE = ZH_GOV.asks_figure
 QUESTION_GLUE = ZH_GOV.question_glue
 
@@ -70,7 +71,9 @@ def attribute_words(q: Quantity) -> frozenset[str]:
     for place in _place_names(words):
         words = words.replace(place, "|")
     words = re.sub(r"(19|20)\d\d年?|[一二三四上下前后]{1,2}季度|[上下]半年|全年|全区|全市|全省|全国", "|", words)
-    return frozenset(b for part in words.split("|") for b in _bigrams(part))
+    # a linking word (累计, 超过) says nothing of which figure it is: 「累计运送了超2.6万标箱」
+    # is not 「累计开行超2.6万列」
+    return frozenset(b for part in words.split("|") for b in _bigrams(part) if b not in _LINKING_PAIRS)
 
 
 def _units_compatible(claim: Quantity, source: Quantity) -> bool:

@@ -23,11 +23,12 @@ INSPECTION = "根据省委统一部署,2020年5月8日至7月31日,省委第七�
 HOLIDAYS = "二、春节：2月4日至10日放假调休，共7天。2月2日（星期六）、2月3日（星期日）上班。"
 
 
-def hits(*paragraphs: tuple[str, str], section: tuple[str, ...] = ("一、整改情况",)) -> list[Hit]:
+def hits(*paragraphs: tuple[str, str], section: tuple[str, ...] = ("一、整改情况",),
+         date: str = "2023-04-25") -> list[Hit]:
     out = []
     for rank, (text, title) in enumerate(paragraphs, start=1):
         p = Paragraph("doc.txt", rank, text, section, 0, len(text))
-        out.append(Hit(rank, 1.0 / rank, p, title, "2023-04-25", [Match(text, 1.0 / rank, 0.9)]))
+        out.append(Hit(rank, 1.0 / rank, p, title, date, [Match(text, 1.0 / rank, 0.9)]))
     return out
 
 
@@ -182,3 +183,39 @@ def test_the_document_title_and_headings_count_as_what_the_evidence_names():
     d = decide(question, hits((rent, title), section=("个人所得税专项附加扣除暂行办法", "第六章　住房租金")))
     assert d.answer and d.answering is not None
     assert not decide(question, hits((rent, title), section=("第二章　子女教育",))).answer
+
+
+# eval/corpus-dev/sichuan-2026-government-work-report.txt, hainan-…, and the deductions notice
+CONSUMPTION = ("提振消费促增长，兑现以旧换新补贴169亿元，省市联动发放“蜀里安逸”消费券超7亿元，举办促消费活动3万余场次，"
+               "全省社会消费品零售总额增长5.1%。")
+SICHUAN = "2026年四川省人民政府工作报告"
+REPORT_2026 = "2026-01-26"
+TOURISM = ("全省接待游客超11亿人次，其中入境游客340万人次，引进营业性演出1.2万场、带动综合消费184亿元，"
+           "办好第十四届中国艺术节、第十二届中国网络视听大会。")
+HAINAN_GDP = "全省地区生产总值连跨3个千亿级台阶，2025年人均生产总值提升至7.6万元。"
+KEEP_FIVE_YEARS = "本办法规定纳税人需要留存备查的相关资料应当留存五年。"
+SICHUAN_TARGETS = "今年全省经济社会发展主要预期目标是：地区生产总值增长5.5%左右；城镇新增就业85万人，城镇调查失业率5.5%左右。"
+
+
+def test_a_figure_is_tied_to_the_focus_by_half_its_words_or_a_third_in_the_unit_asked_for():
+    # Direction of TIED_SHARE: 带动综合消费184亿元 and 消费券超7亿元 share only 消费 with
+    # 消费总额 (1 of 3 bigrams); neither is what inbound visitors spent.
+    question = "2025年四川入境游客的消费总额是多少？"
+    d = decide(question, hits((TOURISM, SICHUAN), (CONSUMPTION, SICHUAN), date=REPORT_2026))
+    assert not d.answer and d.answering is None
+    assert decide("2025年四川发放的消费券是多少？", hits((CONSUMPTION, SICHUAN), date=REPORT_2026)).answering is not None
+    # Direction of UNIT_NAMED_SHARE: 「保存多少年」 asks in 年, and 留存五年 is in 年 (资料, 1 of 3).
+    title = "国务院关于印发个人所得税专项附加扣除暂行办法的通知"
+    d = decide("享受专项附加扣除需要留存备查的资料要保存多少年？", hits((KEEP_FIVE_YEARS, title)))
+    assert d.answer and "五年" in d.answering.sentence
+    # A generic noun closing the focus (目标) is not a word the figure must carry.
+    d = decide("四川2026年城镇新增就业的目标是多少？", hits((SICHUAN_TARGETS, SICHUAN), date=REPORT_2026))
+    assert d.answer and "85万人" in d.answering.sentence
+
+
+def test_an_order_of_magnitude_is_no_figure():
+    # 「连跨3个千亿级台阶」 states no GDP: 千亿级 is a class, and the sentence's 7.6万元 is
+    # 2025's GDP per head.
+    question = "海南2026年地区生产总值总量预计达到多少亿元？"
+    d = decide(question, hits((HAINAN_GDP, "海南省2026年政府工作报告"), date=REPORT_2026))
+    assert d.answering is None and not d.answer

@@ -150,3 +150,15 @@ def test_a_figure_must_be_of_the_kind_its_own_words_name():
     loans = "符合创业担保贷款申请条件的人员自主创业的，可申请最高不超过15万元的创业担保贷款。"
     assert UNIT in figures_stated("15万元。", [loans], question="创业担保贷款财政贴息比例是多少？")
     assert figures_stated("15万元。", [loans], question="个人自主创业最高能申请多少创业担保贷款？") == ""
+
+
+def test_a_linking_word_is_no_attribute():
+    # d138: 「累计」 is all the invented 标箱 figure shares with the source's count of trains.
+    trains = "中欧班列（成渝）累计开行超2.6万列、占全国23.9%。"
+    assert stated("2025年中欧班列累计运送了超2.6万标箱货物", trains).endswith(ATTRIBUTE)
+    assert stated("中欧班列（成渝）累计开行超2.6万列", trains) == ""
+
+
+def test_a_class_written_as_a_number_is_no_figure():
+    assert [q.text for q in quantities("全省地区生产总值连跨3个千亿级台阶，2025年人均生产总值提升至7.6万元。")] == ["3个", "7.6万元"]
+    assert [q.text for q in quantities("二级及以上公立医院6家")] == ["6家"]
