@@ -281,7 +281,10 @@ class Answerer:
         # found is not refused for a wrong figure in the model's summary: the documents
         # are quoted instead, as for a comparison.
         describing = decision.focus is None and not checked.declined
-        if checked.refused and not comparing and not describing:
+        # Nothing the model said holds and decide found clear signs that the documents do
+        # not hold what is asked (no sentence names it): quoting them would not answer it.
+        unanswered = not checked.kept and decision.absent
+        if (checked.refused or unanswered) and not comparing and not describing:
             if decision.answering is None:
                 # The model declined, or every figure it gave is one no sentence states
                 # for what was asked: the documents do not say it.

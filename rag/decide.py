@@ -29,6 +29,7 @@ NOT_SUBJECT = ZH_GOV.not_subject
 MONEY_WORDS = ZH_GOV.money_words
 ASKS_DESCRIPTION = ZH_GOV.asks_description
 GENERIC_ASKED = ZH_GOV.generic_asked
+ASKS_WHETHER = ZH_GOV.asks_whether
 
 FOCUS_PASSAGES = 5  # the retrieved paragraphs the focus is looked for in (all of k=5)
 ATTRIBUTE_WINDOW = 12  # characters on either side of a figure that say what it is of
@@ -54,7 +55,9 @@ class Focus:
 
     def describe(self) -> str:
         """「嬴州资源公司的注册资本」, 「2023年济南中欧班列计划开行」, for the refusal."""
-        return (f"{self.year}年" if self.year and self.year not in self.phrase else "") + self.phrase
+        phrase = self.phrase.rstrip("的呀呢啊吧")
+        when = "的时间" if self.wants == "date" and not phrase.endswith(("时间", "日期", "时候")) else ""
+        return (f"{self.year}年" if self.year and self.year not in phrase else "") + phrase + when
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,9 @@ class Decision:
     reason: str = ""
     flags: list[str] = field(default_factory=list)
     missing: tuple[Focus, ...] = ()  # what a question asking several things asks that the documents do not hold
+    # a clear sign that the documents do not hold the focus (no sentence names it, or only
+    # for another year or subject), even where the answer is left to the verifier
+    absent: bool = False
 
 
 def _figure_tied(q: Quantity, terms: set[str], unit_named: bool = False) -> bool:
@@ -402,6 +408,26 @@ def _examine(focus: Focus, hits: list[Hit], places: list[str]) -> tuple[Finding 
     return None, nearby, reason
 
 
+def whether_unnamed(question: str, hits: list[Hit]) -> str:
+    """What a yes/no question asks whether (「高速公路是否免费通行」 → 免费通行), when no
+    retrieved sentence names at least half of its words; else "". Documents that never
+    name it cannot say yes or no to it."""
+    text = question.strip().rstrip("？?。！! ")
+    at = min((i for w in ASKS_WHETHER if (i := text.find(w)) >= 0), default=-1)
+    if at < 0:
+        return ""
+    asked = _PART_BREAK.split(text[at:])[0]
+    asked = next((asked[len(w):] for w in ASKS_WHETHER if asked.startswith(w)), asked)
+    words = [w for w in tokenize(asked) if len(w) > 1 and w not in _SKIP]
+    if not words:
+        return ""
+    for hit in hits[:FOCUS_PASSAGES]:
+        for sentence in split_sentences(hit.paragraph.text):
+            if sum(w in sentence for w in words) * 2 >= len(words):
+                return ""
+    return asked
+
+
 def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
     """Whether to generate an answer: always for a question without a focus (how, which
     measures) and whenever a sentence of the retrieved paragraphs states the focus for
@@ -423,6 +449,9 @@ def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
     refused here; if the model's answer fails verification, it is refused with what was
     found nearby."""
     foci = foci_of(question)
+    if hits and (unnamed := whether_unnamed(question, hits)):
+        return Decision(False, None, reason=f"no retrieved sentence names {unnamed}, which the question asks whether",
+                        absent=True)
     if not foci.items or not hits:
         return Decision(bool(hits), None)
     places = place_names(question)
@@ -433,7 +462,7 @@ def decide(question: str, hits: list[Hit], literal: bool = True) -> Decision:
             return Decision(True, focus, answering, nearby)
         if not reason:
             return Decision(True, focus, None, nearby, "the focus is named but no figure is read as tied to it")
-        return Decision(not literal, focus, None, nearby, reason)
+        return Decision(not literal, focus, None, nearby, reason, absent=True)
     missing = [(f, nearby, reason) for f, _, nearby, reason in examined if reason]
     if len(missing) == len(examined) and not foci.describing and not foci.several and literal:
         nearby = next((n for _, n, _ in missing if n is not None), None)

@@ -85,6 +85,7 @@ class Profile:
     money_words: tuple  # an attribute ending in one of these is an amount of money (in 元)
     ratio_words: tuple  # an attribute ending in one of these is a ratio (in %)
     asks_description: tuple  # question words asking for a description, a list or yes/no: no single focus
+    asks_whether: tuple  # formal yes/no question words: what follows them (是否免费通行) is what is asked
     generic_asked: tuple  # nouns that name a kind of figure, not what it is of (目标, 标准): X的目标 asks for X
     # -- the prompts' genre words and examples (rag/prompts.py)
     genre: str  # what the documents are, as the prompts name them
@@ -185,6 +186,7 @@ ZH_GOV = Profile(
     ratio_words=('比例', '比重', '占比', '比率', '利用率', '覆盖率', '达标率', '通过率', '转化率', '失业率', '城镇化率'),
     asks_description=('如何', '怎么', '怎样', '为什么', '为何', '哪些', '哪几', '什么', '是否', '有没有', '有无', '吗',
                       '有何', '何种', '哪种', '哪类', '哪项', '哪条', '哪里', '哪儿', '区别', '不同'),
+    asks_whether=('是否', '能否', '可否'),
     generic_asked=('目标', '任务', '标准', '数量', '规模', '水平', '情况', '总量', '数额', '数字', '指标', '预期',
                    '目标值', '计划'),
 )

@@ -219,3 +219,20 @@ def test_an_order_of_magnitude_is_no_figure():
     question = "海南2026年地区生产总值总量预计达到多少亿元？"
     d = decide(question, hits((HAINAN_GDP, "海南省2026年政府工作报告"), date=REPORT_2026))
     assert d.answering is None and not d.answer
+
+
+def test_a_yes_no_question_is_refused_when_no_sentence_names_what_it_asks_whether():
+    holidays = hits((HOLIDAYS, "国务院办公厅关于2019年部分节假日安排的通知"))
+    d = decide("2019年春节假期期间高速公路是否免费通行？", holidays)
+    assert not d.answer and d.absent and "免费通行" in d.reason
+    assert decide("2019年春节是否放假调休？", holidays).answer
+
+
+def test_a_failed_answer_to_a_focus_no_sentence_names_is_a_refusal_not_a_quote(fake_sample_engine):
+    # Asked in everyday words, the question is left to the model (the focus may be written
+    # otherwise); when its sentence does not hold and no retrieved sentence names the
+    # focus, the documents are not quoted as if they answered it.
+    question = "城子崖那个博物馆是什么时候盖好开门的？"
+    answer = Answerer(fake_sample_engine, fixed_answer("城子崖遗址博物馆于2021年建成开放[1]。")).ask(question)
+    assert answer.refused and UNVERIFIED_LABEL not in answer.answer and "2021" not in answer.answer
+    assert answer.answer.startswith("文档中没有找到城子崖那个博物馆是什么时候盖好开门的时间".replace("是什么时候", ""))
