@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .cite import Citation, cite
 from .claims import Clause, relative_years
-from .decide import Decision, Finding, decide
+from .decide import Decision, Finding, decide, states_focus
 from .engine import Engine
 from .evidence import Passage, content_chars, numbers, select_evidence, select_quotes
 from .generators import ExtractiveGenerator, Generator
@@ -252,8 +252,7 @@ class Answerer:
         if not decision.answer:
             text, citations = refusal(standalone, decision)
             return finish(text, True, citations, [f"decided not to answer: {decision.reason}"])
-        if decision.missing:
-            missing_note = MISSING_PART.format(focus="、".join(f.describe() for f in decision.missing))
+        missing = decision.missing
         if on_evidence:
             timings["evidence_s"] = time.perf_counter() - start  # sources can be shown from here
             on_evidence(hits)
@@ -275,6 +274,11 @@ class Answerer:
         draft = trim_truncated(whole) if self.generator.uses_llm else whole
         checked = verify(self.generator.clauses(draft, passages), passages, standalone)
         flags = list(checked.flags)
+        # A part decide did not find may still be stated by a verified sentence
+        # (「2019年6月底前完成」 for 要在什么时候之前完成): it is not said to be missing.
+        missing = [f for f in missing if not any(states_focus(f, v.text) for v in checked.kept)]
+        if missing:
+            missing_note = MISSING_PART.format(focus="、".join(f.describe() for f in missing))
         if draft != whole:
             flags.insert(0, "the answer reached the token limit; kept its whole clauses")
         # A question with no single focus (how, which measures) whose evidence retrieval

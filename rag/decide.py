@@ -271,6 +271,11 @@ def _lead_in_holds(sentence: str, q: Quantity, terms: set[str]) -> bool:
 STATES, OTHER_YEAR, NOT_STATED = "states", "another year", "not stated"
 
 
+def states_focus(focus: Focus, text: str, doc_date: str = "") -> bool:
+    """Whether a text (a verified answer sentence) states what the focus asks for."""
+    return _states_focus(focus, text, doc_date) == STATES
+
+
 def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "") -> str:
     """Whether the sentence states what the focus asks for (STATES): a figure (of the
     unit asked for, for the year asked about) next to the asked-for words; a date next to

@@ -25,6 +25,7 @@ from .tokenize import issuer_place, names_place, place_names
 SUPPORT_MIN = 0.5  # share of a clause's character bigrams its passage must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a clause whose figures a sentence of the passage states
 SALVAGE_MIN_CHARS = 6  # a clause kept from an unsupported sentence says at least this much
+PART_MIN = 0.2  # share of its bigrams a part of a supported sentence needs from its passages, or it is removed
 HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a summary
 _CLAUSE = re.compile(r"[，,；;]")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
@@ -304,6 +305,29 @@ def supporting_sentences(answer_sentence: str, paragraph: str) -> list[str]:
     return drawn or [max(scored, key=lambda x: (x[0], x[1]))[2]]
 
 
+def _without_unbacked_parts(body: str, passages: list[Passage], question: str, flags: list[str]) -> str:
+    """A supported sentence without the parts its passages do not back at all. A figure
+    can carry a sentence whose other part is invented: 「国务院办公厅牵头，2019年6月底前
+    完成」, where the paragraph says 生态环境部牵头 and only the date holds."""
+    parts = [p for p in _CLAUSE.split(body.rstrip("。！？!?")) if content_chars(p)]
+    if len(parts) < 2:
+        return body
+    places = place_names(body)
+    unbacked = []
+    for part in parts:
+        grams = _bigrams(part)
+        if len(content_chars(part)) < SALVAGE_MIN_CHARS or has_figures(part, question) \
+                or len(grams - _bigrams(question)) < 2:
+            continue  # a figure is checked on its own; the question restated is framing, not a claim
+        scoped = part if not places or place_names(part) else places[0] + part
+        if max(support(scoped, p, question)[0] for p in passages) < PART_MIN:
+            unbacked.append(part)
+    if not unbacked or len(unbacked) == len(parts):
+        return body
+    flags.append(f"removed a part no passage backs ({'; '.join(unbacked)}): {body}")
+    return "，".join(p for p in parts if p not in unbacked) + "。"
+
+
 # -- the verifier ------------------------------------------------------------------------
 
 @dataclass
@@ -343,6 +367,8 @@ def verify(clauses: list[Clause], passages: list[Passage], question: str) -> Ver
         quote = clause.kind == "quote"
         valid, why = supporting_passages(body, list(clause.cites), by_n, question, flags, quote)
         if valid:
+            if not quote:
+                body = _without_unbacked_parts(body, [by_n[n] for n in valid], question, flags)
             verdicts.append(Verdict(clause, body, True, valid))
             continue
         parts = [c.strip() for c in _CLAUSE.split(body.rstrip("。！？!?"))]

@@ -452,3 +452,14 @@ def test_rag_ask_shows_the_retrieved_paragraphs_before_the_first_token(fake_samp
     sources, _, draft = out.err.partition("生成中：")
     assert sources.startswith("检索到的段落：") and "中共济南市莱芜区委" in sources
     assert draft.strip() and "来源：" in out.out  # the draft followed, then the checked answer
+
+
+def test_a_part_a_verified_sentence_states_is_not_said_to_be_missing(fake_sample_engine):
+    # q060: decide reads no figure tied to 占GDP比重 (the report writes 「、占GDP比重达到47%」
+    # after the 5000亿元); the model's sentence states it and holds, so the answer does not
+    # end by saying the documents lack it.
+    question = "济南市数字经济规模有多大，占GDP比重是多少？"
+    model = fixed_answer("济南市数字经济规模超过5000亿元，占GDP比重达到47%[1]。")
+    answer = Answerer(fake_sample_engine, model).ask(question)
+    assert not answer.refused and "47%" in answer.answer
+    assert "文档中没有找到" not in answer.answer
