@@ -24,6 +24,7 @@ ARRIVAL = ZH_GOV.arrival
 PERIODS = ZH_GOV.periods
 MONEY_WORDS = ZH_GOV.money_words
 RATIO_WORDS = ZH_GOV.ratio_words
+TARGET_WORDS = ZH_GOV.target_words
 MEASURES = frozenset(unit for unit, _ in MEASURE_UNITS.values())  # units of measure (元, %, 平方米), not counters
 
 ATTRIBUTE_BEFORE = 8  # characters before a figure that say what it is the figure of
@@ -98,6 +99,7 @@ class Quantity:
     after: str  # the words just after it (联合检查点)
     year: str = ""  # the year it is stated for ("" when the text gives none before it)
     period: str = ""  # 一季度, 上半年…: part of that year
+    target: bool = False  # its sentence calls it a target (目标, 力争): what is to be reached, not what was
 
 
 def chinese_number(text: str) -> float | None:
@@ -123,6 +125,17 @@ def document_years(doc_date: str) -> set[str]:
     year). Empty when the document is undated."""
     year = (doc_date or "")[:4]
     return {year, str(int(year) - 1)} if year.isdigit() else set()
+
+
+def stated_years(q: "Quantity", doc_date: str, under_target: bool = False) -> set[str]:
+    """The years a figure speaks of: its own, else its document's time (``document_years``);
+    a target (``Quantity.target``, or under a lead-in naming targets) stated without a year
+    is for the year its document looks ahead to, never the year before."""
+    if q.year:
+        return {q.year}
+    if (q.target or under_target) and doc_date[:4].isdigit():
+        return {doc_date[:4]}
+    return document_years(doc_date)
 
 
 def relative_years(text: str, doc_date: str) -> str:
@@ -259,8 +272,23 @@ def _make(text: str, start: int, end: int, value, unit: str, kind: str) -> Quant
         before = text[max(label_start, left - 1 - LABEL_CHARS):left - 1].strip()
     after = strip_words(text[end:right].strip(), LINKING, from_end=False)
     year, period = time_of(text, start)
+    sentence_start = max(text.rfind(c, 0, start) for c in "。！？!?；;\n") + 1
     return Quantity(value, unit, kind or _kind(text[left:start], unit), start, end, text[start:end],
-                    before[-ATTRIBUTE_BEFORE:], after[:ATTRIBUTE_AFTER], year, period)
+                    before[-ATTRIBUTE_BEFORE:], after[:ATTRIBUTE_AFTER], year, period,
+                    names_target(text[sentence_start:start]))
+
+
+def names_target(text: str) -> bool:
+    """Whether words before a figure call it a target (主要预期目标是：, 力争): a target
+    (城镇新增就业17万人左右) is not the result the same report gives (17.78万人)."""
+    return any(w in text for w in TARGET_WORDS)
+
+
+def leads_in_targets(before: str) -> bool:
+    """The paragraph before a sentence leads in a list of targets: 「今年…主要预期目标是：
+    地区生产总值增长5.5%左右；」 governs 「城镇新增就业85万人」 after it."""
+    colon = max(before.rfind("："), before.rfind(":"))
+    return colon >= 0 and names_target(before[:colon])
 
 
 def time_of(text: str, position: int) -> tuple[str, str]:

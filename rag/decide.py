@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .chunking import split_sentences
-from .claims import (CHANGE_WORDS, COUNTERS, MEASURE_UNITS, MEASURES, Quantity, document_years, implied_unit,
-                     quantities, relative_years, strip_words)
+from .claims import (CHANGE_WORDS, COUNTERS, MEASURE_UNITS, MEASURES, Quantity, implied_unit, leads_in_targets,
+                     quantities, relative_years, stated_years, strip_words)
 from .evidence import content_chars
 from .retriever import Hit
 from .profile import ZH_GOV
@@ -303,8 +303,8 @@ def _states_focus(focus: Focus, sentence: str, doc_date: str, context: str = "")
             unit_named = bool(focus.unit) and focus.unit != "个" and q.unit == focus.unit
             if not (_figure_tied(q, terms, unit_named) or _lead_in_holds(prefix + dated, q, terms)):
                 continue
-            if focus.year and q.year != focus.year and (q.year or focus.year not in document_years(doc_date)
-                                                         and document_years(doc_date)):
+            years = stated_years(q, doc_date, leads_in_targets(context))
+            if focus.year and years and focus.year not in years:
                 status = OTHER_YEAR
                 continue
             return STATES

@@ -84,6 +84,7 @@ class Profile:
     not_subject: tuple  # question words saying how or when, not what about (可以, 每月, 今年)
     money_words: tuple  # an attribute ending in one of these is an amount of money (in 元)
     ratio_words: tuple  # an attribute ending in one of these is a ratio (in %)
+    target_words: tuple  # a figure after these (in its sentence, or a lead-in before it) is a target, not a result
     asks_description: tuple  # question words asking for a description, a list or yes/no: no single focus
     asks_whether: tuple  # formal yes/no question words: what follows them (是否免费通行) is what is asked
     generic_asked: tuple  # nouns that name a kind of figure, not what it is of (目标, 标准): X的目标 asks for X
@@ -183,6 +184,7 @@ ZH_GOV = Profile(
     not_subject=('可以', '能够', '能', '可', '要', '需要', '应当', '应该', '每月', '每年', '每人', '今年', '去年', '目前', '现在', '当前', '计划', '预计', '打算', '一共', '总共'),
     money_words=('金额', '资金', '投资', '收入', '产值', '总值', '资本', '经费', '补贴', '费用', '价格', '工资', '奖金', '税',
                  '销售额', '总额', '成交额', '营业额', '贷款'),
+    target_words=('目标', '力争', '争取'),
     ratio_words=('比例', '比重', '占比', '比率', '利用率', '覆盖率', '达标率', '通过率', '转化率', '失业率', '城镇化率'),
     asks_description=('如何', '怎么', '怎样', '为什么', '为何', '哪些', '哪几', '什么', '是否', '有没有', '有无', '吗',
                       '有何', '何种', '哪种', '哪类', '哪项', '哪条', '哪里', '哪儿', '区别', '不同'),

@@ -17,8 +17,8 @@ from itertools import combinations
 from .chunking import split_sentences
 from .profile import ZH_GOV
 from .prompts import REFUSAL_MARKERS
-from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURES, PERIODS, Clause, Quantity, document_years,
-                     implied_unit, quantities, relative_years, strip_words)
+from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURES, PERIODS, Clause, Quantity,
+                     implied_unit, leads_in_targets, quantities, relative_years, stated_years, strip_words)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
 from .tokenize import issuer_place, names_place, place_names
 
@@ -38,6 +38,12 @@ QUESTION_GLUE = ZH_GOV.question_glue
 # Why a figure is not stated by a sentence, from the least to the most alike: each check
 # is made only on sentences that passed the ones before it.
 VALUE, UNIT, KIND, ATTRIBUTE, TIME = ("value", "unit", "a change read as a level", "attribute", "time")
+_ORDER = (VALUE, UNIT, KIND, ATTRIBUTE, TIME)
+
+
+def _closer(reason: str, other: str) -> str:
+    """Of two reasons a figure is not stated, the one closer to a match."""
+    return max(reason, other, key=_ORDER.index)
 
 
 @dataclass
@@ -97,11 +103,14 @@ def _period(period: str) -> str:
 
 
 def figure_mismatch(claim: Quantity, sentence: str, context: str = "", year: str = "", period: str = "",
-                    doc_date: str = "") -> str:
+                    doc_date: str = "", under_target: bool = False) -> str:
     """"" when ``sentence`` states the claim's figure; else why not (VALUE, UNIT, KIND,
     ATTRIBUTE, TIME). ``context`` is the paragraph text before the sentence (a year
     stated there holds for it); ``year``/``period`` are the claim's time when the claim
-    itself names none (the question's)."""
+    itself names none (the question's). ``under_target``: the paragraph's lead-in before
+    the sentence names targets (主要预期目标是：). A target stated without a year is for the
+    year its document looks ahead to, never the year before: a 2026 report's 「地区生产总值
+    增长5%左右」 is no result of 2025."""
     offset = len(context)
     found = [q for q in quantities(context + sentence) if q.start >= offset]
     claimed_year = claim.year or year
@@ -111,20 +120,19 @@ def figure_mismatch(claim: Quantity, sentence: str, context: str = "", year: str
         if not _same_value(claim, source):
             continue
         if not _units_compatible(claim, source):
-            reason = UNIT
+            reason = _closer(reason, UNIT)
             continue
         if (claim.kind == "change") != (source.kind == "change"):
-            reason = KIND
+            reason = _closer(reason, KIND)
             continue
         words = attribute_words(claim)
         if words and not words & (_bigrams(source.before) | _bigrams(source.after)):
-            reason = ATTRIBUTE
+            reason = _closer(reason, ATTRIBUTE)
             continue
-        # a figure stated without a year is of its document's time (``document_years``)
-        source_years = {source.year} if source.year else document_years(doc_date)
+        source_years = stated_years(source, doc_date, under_target)
         if claimed_year and source_years and claimed_year not in source_years \
                 or claimed_period != _period(source.period):
-            reason = TIME
+            reason = _closer(reason, TIME)
             continue
         return ""
     return reason
@@ -167,15 +175,15 @@ def claim_mismatch(claim: Quantity, sentences: list[str], usable: list[bool] | N
     """"" when one usable sentence states the figure; else the reason closest to a match."""
     year, period = _question_time(question)
     dated_sentences = [relative_years(s, doc_date) for s in sentences]
-    order = (VALUE, UNIT, KIND, ATTRIBUTE, TIME)
     reason = VALUE
     for i, sentence in enumerate(dated_sentences):
         if usable is not None and not usable[i]:
             continue
-        why = figure_mismatch(claim, sentence, _year_context("".join(dated_sentences[:i])), year, period, doc_date)
+        why = figure_mismatch(claim, sentence, _year_context("".join(dated_sentences[:i])), year, period, doc_date,
+                              leads_in_targets("".join(dated_sentences[:i])))
         if not why:
             return ""
-        reason = max(reason, why, key=order.index)
+        reason = _closer(reason, why)
     return reason
 
 

@@ -179,3 +179,21 @@ def test_a_part_no_passage_backs_is_removed_from_a_supported_sentence():
     assert any("国务院办公厅牵头" in f for f in checked.flags)
     checked = verify(parse_clauses("建立“无废城市”建设指标体系，由生态环境部牵头[1]。"), passages, question)
     assert checked.kept[0].text == "建立“无废城市”建设指标体系，由生态环境部牵头。"
+
+
+# eval/corpus-dev/guizhou-2026-government-work-report.txt (its targets for 2026)
+GUIZHOU_TARGETS = ("主要预期目标是：地区生产总值增长5%左右，其中一二三产增加值分别增长3.5%左右、6%左右、5%左右。"
+                   "规模以上工业增加值增长7.5%左右；一般公共预算收入增长2%左右；")
+
+
+def test_a_target_is_for_the_year_its_report_looks_ahead_to():
+    # d098: a 2026 report's targets are no results of 2025, though a figure without a year
+    # in that report may be either; the lead-in governs the sentences after it too.
+    report = "2026-01-20"
+    assert stated("2025年贵州地区生产总值增长5%左右", GUIZHOU_TARGETS, doc_date=report).endswith(TIME)
+    assert stated("2025年一般公共预算收入增长2%左右", GUIZHOU_TARGETS, doc_date=report).endswith(TIME)
+    assert stated("2026年贵州地区生产总值增长5%左右", GUIZHOU_TARGETS, doc_date=report) == ""
+    assert stated("2026年一般公共预算收入增长2%左右", GUIZHOU_TARGETS, doc_date=report) == ""
+    # 稳预期 is no target: a result without a year is still of the year before
+    result = "多措并举稳就业、稳企业、稳市场、稳预期，地区生产总值增长5.1％，城镇新增就业44.1万人。"
+    assert stated("2025年陕西地区生产总值增长5.1%", result, doc_date=report) == ""
