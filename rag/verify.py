@@ -20,7 +20,7 @@ from .prompts import REFUSAL_MARKERS
 from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURES, PERIODS, Clause, Quantity,
                      implied_unit, leads_in_targets, quantities, relative_years, stated_years, strip_words)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
-from .tokenize import issuer_place, names_place, place_names
+from .tokenize import issuer_place, names_place, place_names, place_stem
 
 SUPPORT_MIN = 0.5  # share of a clause's character bigrams its passage must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a clause whose figures a sentence of the passage states
@@ -68,6 +68,16 @@ def _place_names(text: str) -> tuple[str, ...]:
     """``place_names``, cached: jieba's tagger is slow, and one answer asks about the same
     clauses and sentences many times."""
     return tuple(place_names(text))
+
+
+@lru_cache(maxsize=1024)
+def _bare_places(question: str) -> frozenset[str]:
+    """The places a question names by a bare name too (西安, 四川: jieba's place tag), which
+    ``place_names`` reads only with a suffix (西安市). A clause repeating one speaks for it."""
+    import jieba.posseg
+    unquoted = re.sub(r"“[^”]*”|\"[^\"]*\"", "|", question)  # a quoted term (“太平官”思想) names no place
+    return frozenset(t.word for t in jieba.posseg.lcut(unquoted)
+                     if t.flag == "ns" and len(t.word) >= 2 and t.word not in ZH_GOV.not_places)
 
 
 @lru_cache(maxsize=4096)
@@ -208,11 +218,16 @@ def has_figures(text: str, question: str = "") -> bool:
 
 # -- wording ---------------------------------------------------------------------------
 
-def wording_support(text: str, paragraph: str, scope: str = "", question: str = "") -> float:
+def wording_support(text: str, paragraph: str, scope: str = "", question: str = "", title: str = "") -> float:
     """The share of the clause's character bigrams found in the paragraph, leaving out
     those it repeats from the question (a restated question is not a claim); 0 when it
-    names a place that is neither in the paragraph nor its document's own (``scope``)."""
-    if any(not names_place(paragraph, place) and place != scope for place in _place_names(text)):
+    names a place that is neither in the paragraph nor its document's own (``scope``) nor
+    the one its ``title`` is about (「国务院办公厅关于四川省…的复函」 is about 四川省; the
+    issuer before 关于 is not what it is about)."""
+    about = title.split("关于", 1)[1] if "关于" in title else ""
+    places = set(_place_names(text)) | {p for p in _bare_places(question) if p in text}
+    if any(not names_place(paragraph, place) and not names_place(about, place)
+           and place not in (scope, place_stem(scope)) for place in places):
         return 0.0
     claimed = _bigrams(text) - _bigrams(question)
     if not claimed:
@@ -248,7 +263,7 @@ def support(text: str, passage: Passage, question: str = "", quote: bool = False
     if why:
         return 0.0, why
     score = wording_support(text, relative_years(hit.paragraph.text, hit.doc_date),
-                            issuer_place(hit.doc_title), question)
+                            issuer_place(hit.doc_title), question, hit.doc_title)
     return score, ("" if score else "a place the passage does not speak for")
 
 

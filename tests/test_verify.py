@@ -197,3 +197,24 @@ def test_a_target_is_for_the_year_its_report_looks_ahead_to():
     # 稳预期 is no target: a result without a year is still of the year before
     result = "多措并举稳就业、稳企业、稳市场、稳预期，地区生产总值增长5.1％，城镇新增就业44.1万人。"
     assert stated("2025年陕西地区生产总值增长5.1%", result, doc_date=report) == ""
+
+
+def test_a_place_the_question_names_by_its_bare_name_must_be_the_passages():
+    # d078: the Sichuan report's 中欧班列（成渝） figure is no figure of 中欧班列（西安）; 西安
+    # has no suffix, so only the question's own place words (jieba's tag) say it is a place.
+    question = "2025年中欧班列（西安）开行了多少列？"
+    sichuan = _passage(1, "中欧班列（成渝）累计开行超2.6万列、占全国23.9%。", title="2026年四川省人民政府工作报告",
+                       date="2026-01-26")
+    shaanxi = _passage(1, "中欧班列（西安）开行6037列、增长21.1％，带动陕西进出口415.4亿元、增长11.7％。",
+                       title="陕西省2026年政府工作报告", date="2026-01-26")
+    assert not verify(parse_clauses("2025年中欧班列（西安）累计开行超2.6万列[1]。"), [sichuan], question).kept
+    assert verify(parse_clauses("2025年中欧班列（西安）开行6037列[1]。"), [shaanxi], question).kept
+    # a document is about the place its title names after 关于 (not its issuer's)
+    letter = _passage(1, "对你省近期上报的45个食品加工业项目，发展改革委正按程序抓紧组织研究。",
+                      title="国务院办公厅关于四川省在温家宝总理考察时提出有关问题处理意见的复函", date="2004-06-01")
+    question = "四川省近期上报了多少个食品加工业项目？"
+    assert verify(parse_clauses("四川近期上报了45个食品加工业项目[1]。"), [letter], question).kept
+    # a region of the world, or a quoted term, is no place a document speaks for
+    trains = _passage(1, "2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市。")
+    question = "从济南开往欧洲的货运专列能通达多少个国家和城市？"
+    assert verify(parse_clauses("济南开往欧洲的货运专列能通达20个国家47个城市[1]。"), [trains], question).kept
