@@ -28,6 +28,10 @@ SALVAGE_MIN_CHARS = 6  # a clause kept from an unsupported sentence says at leas
 PART_MIN = 0.2  # share of its bigrams a part of a supported sentence needs from its passages, or it is removed
 HIGHLIGHT_MIN_SHARED = 8  # bigrams a long paragraph sentence must share with a summary
 _CLAUSE = re.compile(r"[，,；;]")
+# A numbered part of a document (图3, 附件2, 第二十三条): a clause saying what it is must cite
+# a passage naming it, even when the number comes from the question (「图3是汽车前号牌」
+# citing the caption 「图5　汽车前号牌」)
+_IDENTIFIER = re.compile(r"(?:图|附图|表|附表|附件)\s*\d+|第[一二三四五六七八九十百零\d]+[条款章节]")
 _FRAMING = re.compile(r"^(根据|依据|按照)(以上|上述)?(资料|材料|文件)(中的信息|内容|显示|所述)?[，,：:]?")
 _WHOLE_YEAR = ("全年", "年底", "年末", "年初", "")
 _COUNTED_OR_MEASURED = MEASURES | set(COUNTERS)
@@ -262,6 +266,10 @@ def support(text: str, passage: Passage, question: str = "", quote: bool = False
     why = figures_stated(text, sentences, usable, hit.doc_date, "" if quote else question)
     if why:
         return 0.0, why
+    named = hit.paragraph.text + "".join(hit.paragraph.section)
+    if missing := [m.group() for m in _IDENTIFIER.finditer(text) if re.sub(r"\s", "", m.group()) not in
+                   re.sub(r"\s", "", named)]:
+        return 0.0, f"names {missing[0]}, which the passage does not"
     score = wording_support(text, relative_years(hit.paragraph.text, hit.doc_date),
                             issuer_place(hit.doc_title), question, hit.doc_title)
     return score, ("" if score else "a place the passage does not speak for")

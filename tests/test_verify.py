@@ -218,3 +218,14 @@ def test_a_place_the_question_names_by_its_bare_name_must_be_the_passages():
     trains = _passage(1, "2022年,新开通阿塞拜疆线路,运行线路达到13条,直接连通20个国家47个城市。")
     question = "从济南开往欧洲的货运专列能通达多少个国家和城市？"
     assert verify(parse_clauses("济南开往欧洲的货运专列能通达20个国家47个城市[1]。"), [trains], question).kept
+
+
+def test_a_numbered_part_a_clause_names_must_be_named_by_its_passage():
+    # d010: 图3 comes from the question, so its digit is no claim to check; the clause still
+    # says what 图3 is, and the caption it cites is 图5's.
+    caption = _passage(1, "图5　汽车前号牌", title="国务院办公厅关于国家综合性消防救援车辆悬挂应急救援专用号牌有关事项的通知")
+    question = "应急救援专用号牌式样附件里，图3是什么图？"
+    assert not verify(parse_clauses("图3是汽车前号牌[1]。"), [caption], question).kept
+    assert verify(parse_clauses("图5是汽车前号牌[1]。"), [caption], question).kept
+    article = _passage(1, "第三十二条　本办法自2019年1月1日起施行。")
+    assert not verify(parse_clauses("第二十三条规定本办法自2019年1月1日起施行[1]。"), [article], "问题").kept
