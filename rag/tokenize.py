@@ -1,6 +1,7 @@
 """Chinese word tokens for BM25 (jieba), shared by indexing and querying."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -76,6 +77,18 @@ def place_names(text: str, profile: Profile = ZH_GOV) -> list[str]:
         if place and place not in profile.not_places and place not in found:
             found.append(place)
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def bare_place_names(text: str, profile: Profile = ZH_GOV) -> frozenset[str]:
+    """The places a text names by a bare name too (西安, 四川: jieba's place tag), which
+    ``place_names`` reads only with a suffix (西安市); not a quoted term (“太平官”思想) nor a
+    region no document speaks for (``profile.not_places``: 欧洲, 全国)."""
+    import jieba.posseg
+    _jieba()
+    unquoted = re.sub(r"“[^”]*”|\"[^\"]*\"", "|", text)
+    return frozenset(t.word for t in jieba.posseg.lcut(unquoted)
+                     if t.flag == "ns" and len(t.word) >= 2 and t.word not in profile.not_places)
 
 
 def issuer_place(title: str) -> str:  # for indexes made before places were stored

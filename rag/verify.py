@@ -20,7 +20,8 @@ from .prompts import REFUSAL_MARKERS
 from .claims import (COUNTERS, GENERIC_COUNTER, LINKING, MEASURES, PERIODS, Clause, Quantity,
                      implied_unit, leads_in_targets, quantities, relative_years, stated_years, strip_words)
 from .evidence import Passage, content_chars, overlap, shared_bigrams
-from .tokenize import issuer_place, names_place, place_names, place_stem
+from .retriever import title_subjects
+from .tokenize import bare_place_names, issuer_place, names_place, place_names, place_stem
 
 SUPPORT_MIN = 0.5  # share of a clause's character bigrams its passage must hold
 SUPPORT_WITH_FIGURE = 0.3  # the same for a clause whose figures a sentence of the passage states
@@ -72,16 +73,6 @@ def _place_names(text: str) -> tuple[str, ...]:
     """``place_names``, cached: jieba's tagger is slow, and one answer asks about the same
     clauses and sentences many times."""
     return tuple(place_names(text))
-
-
-@lru_cache(maxsize=1024)
-def _bare_places(question: str) -> frozenset[str]:
-    """The places a question names by a bare name too (西安, 四川: jieba's place tag), which
-    ``place_names`` reads only with a suffix (西安市). A clause repeating one speaks for it."""
-    import jieba.posseg
-    unquoted = re.sub(r"“[^”]*”|\"[^\"]*\"", "|", question)  # a quoted term (“太平官”思想) names no place
-    return frozenset(t.word for t in jieba.posseg.lcut(unquoted)
-                     if t.flag == "ns" and len(t.word) >= 2 and t.word not in ZH_GOV.not_places)
 
 
 @lru_cache(maxsize=4096)
@@ -226,10 +217,10 @@ def wording_support(text: str, paragraph: str, scope: str = "", question: str = 
     """The share of the clause's character bigrams found in the paragraph, leaving out
     those it repeats from the question (a restated question is not a claim); 0 when it
     names a place that is neither in the paragraph nor its document's own (``scope``) nor
-    the one its ``title`` is about (「国务院办公厅关于四川省…的复函」 is about 四川省; the
-    issuer before 关于 is not what it is about)."""
-    about = title.split("关于", 1)[1] if "关于" in title else ""
-    places = set(_place_names(text)) | {p for p in _bare_places(question) if p in text}
+    one its ``title`` is about (``title_subjects``: 「国务院办公厅关于四川省…的复函」 is about
+    四川省; the issuer before 关于 is not what it is about)."""
+    about = "".join(title_subjects(title))
+    places = set(_place_names(text)) | {p for p in bare_place_names(question) if p in text}
     if any(not names_place(paragraph, place) and not names_place(about, place)
            and place not in (scope, place_stem(scope)) for place in places):
         return 0.0
@@ -336,6 +327,12 @@ def supporting_sentences(answer_sentence: str, paragraph: str) -> list[str]:
     return drawn or [max(scored, key=lambda x: (x[0], x[1]))[2]]
 
 
+def _scoped(part: str, places: list[str]) -> str:
+    """A part of a sentence read with the place its sentence names first, when it names
+    none itself: a clause speaks for the place its sentence names."""
+    return part if not places or place_names(part) else places[0] + part
+
+
 def _without_unbacked_parts(body: str, passages: list[Passage], question: str, flags: list[str]) -> str:
     """A supported sentence without the parts its passages do not back at all. A figure
     can carry a sentence whose other part is invented: 「国务院办公厅牵头，2019年6月底前
@@ -344,14 +341,13 @@ def _without_unbacked_parts(body: str, passages: list[Passage], question: str, f
     if len(parts) < 2:
         return body
     places = place_names(body)
+    asked = _bigrams(question)
     unbacked = []
     for part in parts:
-        grams = _bigrams(part)
         if len(content_chars(part)) < SALVAGE_MIN_CHARS or has_figures(part, question) \
-                or len(grams - _bigrams(question)) < 2:
+                or len(_bigrams(part) - asked) < 2:
             continue  # a figure is checked on its own; the question restated is framing, not a claim
-        scoped = part if not places or place_names(part) else places[0] + part
-        if max(support(scoped, p, question)[0] for p in passages) < PART_MIN:
+        if max(support(_scoped(part, places), p, question)[0] for p in passages) < PART_MIN:
             unbacked.append(part)
     if not unbacked or len(unbacked) == len(parts):
         return body
@@ -409,8 +405,7 @@ def verify(clauses: list[Clause], passages: list[Passage], question: str) -> Ver
         for part in parts:
             if len(content_chars(part)) < SALVAGE_MIN_CHARS or content_chars(part) in said:
                 continue
-            scoped = part if not places or place_names(part) else places[0] + part
-            v, _ = supporting_passages(scoped, [], by_n, question, [], quote)
+            v, _ = supporting_passages(_scoped(part, places), [], by_n, question, [], quote)
             if v:
                 backed.append((part, v))
         if len(parts) > 1 and backed:
